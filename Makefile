@@ -1,0 +1,16 @@
+# Quickstart: `make demo` and `make test` from a fresh clone. Both create the pinned
+# environment when it is missing (tools/ensure_venv.sh keeps it under
+# ~/.cache/itermix_kdiff/, keyed by a hash of requirements-dev.txt, and links .venv to it).
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: venv test demo
+venv:
+	@tools/ensure_venv.sh
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+	$(PY) scripts/example_kdiffusion.py --out outputs/demo

@@ -1,0 +1,17 @@
+"""Iterative mixing of latents (DemoFusion's skip residual) for k-diffusion samplers.
+
+The core imports nothing but torch. See ALGORITHM.md for the formulas each name implements.
+"""
+
+from .blending import BLENDING_FUNCTIONS
+from .noised import LazyNoisedLatents, noised_latents
+from .options import DEMOFUSION, PRESETS, ItermixOptions, make_options
+from .sampling import sample_itermix_euler
+from .schedules import SCHEDULES, blending_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BLENDING_FUNCTIONS", "DEMOFUSION", "PRESETS", "SCHEDULES", "ItermixOptions", "LazyNoisedLatents",
+    "blending_schedule", "make_options", "noised_latents", "sample_itermix_euler",
+]
