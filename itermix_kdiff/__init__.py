@@ -4,14 +4,18 @@ The core imports nothing but torch. See ALGORITHM.md for the formulas each name 
 """
 
 from .blending import BLENDING_FUNCTIONS
+from .demofusion import DemoFusionDenoiser, DilatedDenoiser, TiledDenoiser, demofusion_upscale
 from .noised import LazyNoisedLatents, noised_latents
 from .options import DEMOFUSION, PRESETS, ItermixOptions, make_options
-from .sampling import sample_itermix_euler
+from .sampling import (sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin,
+                       sample_itermix_lcm)
 from .schedules import SCHEDULES, blending_schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BLENDING_FUNCTIONS", "DEMOFUSION", "PRESETS", "SCHEDULES", "ItermixOptions", "LazyNoisedLatents",
-    "blending_schedule", "make_options", "noised_latents", "sample_itermix_euler",
+    "BLENDING_FUNCTIONS", "DEMOFUSION", "PRESETS", "SCHEDULES", "DemoFusionDenoiser", "DilatedDenoiser",
+    "ItermixOptions", "LazyNoisedLatents", "TiledDenoiser", "blending_schedule", "demofusion_upscale",
+    "make_options", "noised_latents", "sample_itermix_dpmpp_2m", "sample_itermix_euler",
+    "sample_itermix_euler_perlin", "sample_itermix_lcm",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 
 import torch
 
+from ._checks import check_int, check_number
 from .noised import LazyNoisedLatents, noised_latents as make_noised_latents
 from .options import ItermixOptions, make_options
 from .schedules import blending_schedule
@@ -219,8 +220,9 @@ def match_normalize(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return (x - x_mean) / x_std * s_std + s_mean
 
 
-def churn_noise(x: torch.Tensor, opts: ItermixOptions) -> torch.Tensor:
-    """Churn noise from ``opts.generator``, or from the global RNG as k-diffusion draws it."""
+def fresh_noise(x: torch.Tensor, opts: ItermixOptions) -> torch.Tensor:
+    """Noise like ``x`` (churn, LCM) from ``opts.generator``, or from the global RNG as
+    k-diffusion and the reference draw it."""
     if opts.generator is None:
         return torch.randn_like(x)
     return torch.randn(x.shape, generator=opts.generator, dtype=x.dtype, device=x.device)
@@ -333,7 +335,7 @@ def sample_itermix_euler(
                 x = mask_after(z_m.clone(), x0, mask)
                 continue
             if gamma > 0:
-                x_m = x_m + churn_noise(x_m, opts) * opts.s_noise * (sigma_hat ** 2 - sigmas[i] ** 2) ** 0.5
+                x_m = x_m + fresh_noise(x_m, opts) * opts.s_noise * (sigma_hat ** 2 - sigmas[i] ** 2) ** 0.5
             denoised = model(x_m, sigma_hat * s_in, **extra_args)
             d = to_d(x, sigma_hat, denoised)  # the reference's d uses the un-masked x
             if callback is not None:
@@ -341,6 +343,239 @@ def sample_itermix_euler(
             x = x_m + d * (sigmas[i + 1] - sigma_hat)
             if opts.mix == "after_step":
                 x = mix_latents(z_m, x, i, c1, opts)
+            x = mask_after(x, x0, mask)
+    if opts.normalize_on_mean:
+        x = match_normalize(x, x0)
+    return x
+
+
+PERLIN_MODES = ("masks", "latents", "matched_noise")
+
+
+def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: int, scale: float,
+                   per_row: bool) -> torch.Tensor:
+    """A7's Perlin tensors ``P_0 .. P_{count-1}`` (A8 masks of the latent's H x W), shaped to
+    broadcast against ``x``: ``(count, 1|B, C|1, H, W)``. ``latents`` mode repeats each mask
+    over the channels; one mask set serves the whole batch unless ``per_row``."""
+    from .perlin import perlin_masks
+
+    B, C, H, W = x.shape
+    rows = B if per_row else 1
+    masks = perlin_masks(count * rows, W, H, seed=seed, scale=scale, device=x.device, dtype=x.dtype)
+    # row r takes masks r*count .. (r+1)*count - 1, so row 0 sees the shared set
+    masks = masks.permute(0, 3, 1, 2).reshape(rows, count, 1, H, W).transpose(0, 1)
+    return masks.expand(count, rows, C, H, W) if mode == "latents" else masks
+
+
+@torch.no_grad()
+def sample_itermix_euler_perlin(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Optional[Dict[str, Any]] = None,
+    callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    disable: Optional[bool] = None,
+    noised_latents: Optional[NoisedLatents] = None,
+    *,
+    perlin_mode: str = "masks",
+    perlin_strength: float = 0.75,
+    perlin_scale: float = 10.0,
+    seed: int = 0,
+    perlin_per_row: bool = False,
+    **options: Any,
+) -> torch.Tensor:
+    """Euler with iterative mixing plus Perlin structure: the reference's ``euler_perlin`` (A7).
+
+    ``options`` are :func:`sample_itermix_euler`'s keywords. With ``c1p = 1 + perlin_strength
+    (c1 - 1)`` and ``P_i`` the A8 masks (``seed``, ``perlin_scale``; one set per pass, shared
+    by the batch unless ``perlin_per_row``), per step::
+
+        x_m, z_m = mask_before(x, z'_i);  x = step(x_m, i);  x = blend(z_m, x, c1[i])
+        latents:        x = x c1p[i] + P_i (1 - c1p[i]) x
+        masks (i<n-1):  x = x (1 - P_i) + (x c1p[i+1] + step(x, i+1) (1 - c1p[i+1])) P_i
+        matched_noise:  x = x c1p[i] + P_i (1 - c1p[i])
+        x = mask_after(x);  callback
+
+    where ``step(v, j) = v + (v - D(v, s)) / s (sigma_{j+1} - s)``, ``s = sigma_j (1 + gamma)``:
+    unlike A4, ``d`` uses the masked input. ``masks`` mode calls the model twice per step
+    (2n - 1 calls); no step is skipped.
+    """
+    if perlin_mode not in PERLIN_MODES:
+        raise ValueError(f"perlin_mode must be one of {', '.join(PERLIN_MODES)}; got {perlin_mode!r}")
+    check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
+    check_number("perlin_scale", perlin_scale, low=1e-6)
+    check_int("seed", seed, low=0)
+    if not isinstance(perlin_per_row, bool):
+        raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
+    opts = make_options(**options)
+    c1 = prepare_run(model, x, sigmas, noised_latents, opts)
+    if x.ndim != 4:
+        raise ValueError(f"sample_itermix_euler_perlin needs a (B, C, H, W) latent, got shape {tuple(x.shape)}")
+    extra_args = {} if extra_args is None else extra_args
+    n = len(sigmas) - 1
+    x0 = x
+    s_in = x.new_ones([x.shape[0]])
+    c1p = 1.0 + perlin_strength * (c1 - 1.0)
+
+    def step(v: torch.Tensor, j: int):
+        gamma = churn_gamma(sigmas[j], n, opts)
+        sigma_hat = sigmas[j] * (gamma + 1)
+        if gamma > 0:
+            v = v + fresh_noise(v, opts) * opts.s_noise * (sigma_hat ** 2 - sigmas[j] ** 2) ** 0.5
+        denoised = model(v, sigma_hat * s_in, **extra_args)
+        return v + to_d(v, sigma_hat, denoised) * (sigmas[j + 1] - sigma_hat), sigma_hat, denoised
+
+    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
+    for start in starts:
+        P = perlin_tensors(perlin_mode, n - start, x, seed, perlin_scale, perlin_per_row)
+        zs = pass_latents(pass_source(x, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        for i, z_i in zip(progress_bar(range(start, n), disable), zs):
+            if i == start:
+                x = z_i
+            p = P[i - start]
+            mask = denoise_mask_at(sigmas[i], opts)
+            x_m, z_m = mask_before(x, z_i, x0, mask)
+            if opts.mix == "before_step":
+                x_m = mix_latents(z_m, x_m, i, c1, opts)
+            x, sigma_hat, denoised = step(x_m, i)
+            if opts.mix == "after_step":
+                x = mix_latents(z_m, x, i, c1, opts)
+            if perlin_mode == "latents":
+                x = x * c1p[i] + p * (1. - c1p[i]) * x
+            elif perlin_mode == "masks" and i < n - 1:
+                x_p, sigma_hat, denoised = step(x, i + 1)
+                x = x * (1. - p) + (x * c1p[i + 1] + x_p * (1. - c1p[i + 1])) * p
+            elif perlin_mode == "matched_noise":
+                x = x * c1p[i] + p * (1. - c1p[i])
+            x = mask_after(x, x0, mask)
+            if callback is not None:
+                callback({'x': x, 'i': i, 'sigma': sigmas[i], 'sigma_hat': sigma_hat, 'denoised': denoised})
+    if opts.normalize_on_mean:
+        x = match_normalize(x, x0)
+    return x
+
+
+def dpmpp_2m_update(x: torch.Tensor, denoised: torch.Tensor, old_denoised: Optional[torch.Tensor],
+                    sigmas: torch.Tensor, i: int) -> torch.Tensor:
+    """One DPM-Solver++(2M) step from ``sigmas[i]`` to ``sigmas[i+1]``, as k-diffusion's
+    ``sample_dpmpp_2m``: with ``t = -log sigma`` and ``h = t_{i+1} - t_i``,
+    ``x' = (sigma_{i+1} / sigma_i) x - expm1(-h) D``, where ``D`` is ``denoised`` on the first
+    step of a pass and the last step, else ``(1 + 1/2r) denoised - (1/2r) old_denoised``
+    with ``r = h_{i-1} / h``."""
+    t, t_next = sigmas[i].log().neg(), sigmas[i + 1].log().neg()
+    h = t_next - t
+    ratio = t_next.neg().exp() / t.neg().exp()
+    if old_denoised is None or sigmas[i + 1] == 0:
+        return ratio * x - (-h).expm1() * denoised
+    r = (t - sigmas[i - 1].log().neg()) / h
+    denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+    return ratio * x - (-h).expm1() * denoised_d
+
+
+@torch.no_grad()
+def sample_itermix_dpmpp_2m(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Optional[Dict[str, Any]] = None,
+    callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    disable: Optional[bool] = None,
+    noised_latents: Optional[NoisedLatents] = None,
+    **options: Any,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) with iterative mixing: the reference's ``dpmpp_2m`` (A9).
+
+    ``options`` are :func:`sample_itermix_euler`'s keywords (churn does not apply). Per step::
+
+        x_m, z_m = mask_before(x, z'_i);  den = D(x_m, sigma_i)
+        x = dpmpp_2m_update(x, den, old_den);  x = blend(z_m, x, c1[i]);  x = mask_after(x)
+
+    As in the reference the update starts from the un-masked ``x`` and the callback
+    reports the masked one. No step is skipped: the next step's second-order correction
+    needs every ``denoised``. Each rewind pass starts a fresh history.
+    """
+    opts = make_options(**options)
+    c1 = prepare_run(model, x, sigmas, noised_latents, opts)
+    extra_args = {} if extra_args is None else extra_args
+    n = len(sigmas) - 1
+    x0 = x
+    s_in = x.new_ones([x.shape[0]])
+    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
+    for start in starts:
+        old_denoised = None
+        zs = pass_latents(pass_source(x, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        for i, z_i in zip(progress_bar(range(start, n), disable), zs):
+            if i == start:
+                x = z_i
+            mask = denoise_mask_at(sigmas[i], opts)
+            x_m, z_m = mask_before(x, z_i, x0, mask)
+            if opts.mix == "before_step":
+                x = x_m = mix_latents(z_m, x_m, i, c1, opts)
+            denoised = model(x_m, sigmas[i] * s_in, **extra_args)
+            if callback is not None:
+                callback({'x': x_m, 'i': i, 'sigma': sigmas[i], 'sigma_hat': sigmas[i], 'denoised': denoised})
+            x = dpmpp_2m_update(x, denoised, old_denoised, sigmas, i)
+            if opts.mix == "after_step":
+                x = mix_latents(z_m, x, i, c1, opts)
+            old_denoised = denoised
+            x = mask_after(x, x0, mask)
+    if opts.normalize_on_mean:
+        x = match_normalize(x, x0)
+    return x
+
+
+@torch.no_grad()
+def sample_itermix_lcm(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Optional[Dict[str, Any]] = None,
+    callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    disable: Optional[bool] = None,
+    noised_latents: Optional[NoisedLatents] = None,
+    noise_sampler: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    **options: Any,
+) -> torch.Tensor:
+    """Latent Consistency Model sampling with iterative mixing: the reference's ``lcm`` (A9).
+
+    ``options`` are :func:`sample_itermix_euler`'s keywords (churn does not apply). Per step::
+
+        den = D(x, sigma_i);  x = blend(z'_i, den, c1[i])
+        if sigma_{i+1} > 0:  x = x + sigma_{i+1} noise_sampler(sigma_i, sigma_{i+1})
+
+    ``noise_sampler`` defaults to ``randn_like`` from ``generator`` (or the global RNG, drawn
+    after the noised latents, as the reference). Denoise masks act as in A4 (the reference
+    has none). A step with ``c1[i] == 0`` skips its model call but still draws its noise.
+    """
+    opts = make_options(**options)
+    c1 = prepare_run(model, x, sigmas, noised_latents, opts)
+    extra_args = {} if extra_args is None else extra_args
+    n = len(sigmas) - 1
+    x0 = x
+    if noise_sampler is None:
+        def noise_sampler(sigma, sigma_next):
+            return fresh_noise(x0, opts)
+    s_in = x.new_ones([x.shape[0]])
+    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
+    for start in starts:
+        source = x
+        zs = pass_latents(pass_source(source, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        for i, z_i in zip(progress_bar(range(start, n), disable), zs):
+            if i == start:
+                x = z_i
+            mask = denoise_mask_at(sigmas[i], opts)
+            x_m, z_m = mask_before(x, z_i, x0, mask)
+            if opts.mix == "before_step":
+                x_m = mix_latents(z_m, x_m, i, c1, opts)
+            if can_skip(i, c1, 0.0, opts):
+                denoised, x = source, z_m.clone()
+            else:
+                denoised = model(x_m, sigmas[i] * s_in, **extra_args)
+                x = mix_latents(z_m, denoised, i, c1, opts) if opts.mix == "after_step" else denoised
+            if callback is not None:
+                callback({'x': x_m, 'i': i, 'sigma': sigmas[i], 'sigma_hat': sigmas[i], 'denoised': denoised})
+            if sigmas[i + 1] > 0:
+                x = x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1])
             x = mask_after(x, x0, mask)
     if opts.normalize_on_mean:
         x = match_normalize(x, x0)
