@@ -74,15 +74,17 @@ def mixing_weights(model: Any, sigmas: torch.Tensor, opts: ItermixOptions) -> to
                   stop_blending_at_pct=opts.stop_blending_at_pct,
                   clamp_blending_at_pct=opts.clamp_blending_at_pct,
                   blend_min=opts.blend_min, blend_max=opts.blend_max)
-    if opts.blending_schedule == "demofusion":
-        progress = timestep_progress(model, sigmas)
-        if progress is not None:
-            return blending_schedule(n, "demofusion", progress=progress, **kwargs)
     steps = opts.schedule_steps or n
     if opts.schedule_offset + n > steps:
         raise ValueError(f"schedule_offset + steps ({opts.schedule_offset} + {n}) exceeds "
                          f"schedule_steps ({steps})")
-    c1 = blending_schedule(steps, opts.blending_schedule, **kwargs)
+    progress = timestep_progress(model, sigmas) if opts.blending_schedule == "demofusion" else None
+    if progress is not None:
+        # only this run's steps have a timestep; the padding is sliced away below
+        pad = torch.zeros(steps)
+        pad[opts.schedule_offset:opts.schedule_offset + n] = progress
+        progress = pad
+    c1 = blending_schedule(steps, opts.blending_schedule, progress=progress, **kwargs)
     return c1[opts.schedule_offset:opts.schedule_offset + n]
 
 

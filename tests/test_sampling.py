@@ -312,3 +312,12 @@ def test_core_imports_only_torch():
             "print(sorted(new)); sys.exit(1 if new else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_demofusion_progress_respects_schedule_offset_and_clamp(model):
+    sigmas = model.get_sigmas(40)
+    kw = dict(blending_schedule="demofusion", alpha_1=3.0, clamp_blending_at_pct=0.75)
+    full = mixing_weights(model, sigmas, make_options(**kw))
+    second = mixing_weights(model, sigmas[20:], make_options(schedule_steps=40, schedule_offset=20, **kw))
+    assert torch.equal(second, full[20:])
+    assert (full[30:] == 1).all() and (full[:30] < 1).all()
