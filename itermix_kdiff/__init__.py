@@ -10,12 +10,13 @@ from .options import DEMOFUSION, PRESETS, ItermixOptions, make_options
 from .sampling import (sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin,
                        sample_itermix_lcm)
 from .schedules import SCHEDULES, blending_schedule
+from .wrap import SAMPLERS, batch_unsample, itermix_ksampler, make_itermix_sampler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BLENDING_FUNCTIONS", "DEMOFUSION", "PRESETS", "SCHEDULES", "DemoFusionDenoiser", "DilatedDenoiser",
-    "ItermixOptions", "LazyNoisedLatents", "TiledDenoiser", "blending_schedule", "demofusion_upscale",
-    "make_options", "noised_latents", "sample_itermix_dpmpp_2m", "sample_itermix_euler",
+    "ItermixOptions", "LazyNoisedLatents", "SAMPLERS", "TiledDenoiser", "batch_unsample", "blending_schedule",
+    "demofusion_upscale", "itermix_ksampler", "make_itermix_sampler", "make_options", "noised_latents", "sample_itermix_dpmpp_2m", "sample_itermix_euler",
     "sample_itermix_euler_perlin", "sample_itermix_lcm",
 ]
