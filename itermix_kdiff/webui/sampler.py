@@ -1,0 +1,174 @@
+"""The sampler function the webui calls for an itermix sampler.
+
+The webui calls ``func(model, x, sigmas=..., extra_args=..., callback=..., disable=False)``
+with ``model`` its CFG denoiser. For img2img and the hires-fix second pass ``x`` is the
+noised latent ``xi`` it made from the clean latent ``model.init_latent``, its seeded
+noise and ``sigmas[0]`` (the schedule starts part-way for a denoising strength < 1).
+The itermix sampler then runs on the clean latent with noised latents ``z'_k`` built here:
+
+- ``z'_0 = xi`` exactly: the webui's own first latent (its seed, its extra noise);
+- ``z'_k`` for ``k >= 1`` from noise ``eps_k`` drawn, per image, from a CPU generator
+  seeded with that image's seed (independent per step, as the reference, A1), so the
+  same seed gives the same picture on any device; or, with ``noise="shared"`` (the
+  demofusion preset, B2), the webui's own noise recovered from ``xi`` for every k;
+- ``z'_k = x0 + eps_k sigma_k`` in A1111 (k-diffusion's convention), and Forge's
+  ``predictor.noise_scaling(sigma_k, eps_k, x0, max_denoise=False)``, which for flow
+  models is ``sigma eps + (1 - sigma) x0``.
+
+In txt2img there is no clean latent (``model.init_latent`` is None): the entry's plain
+k-diffusion sampler runs instead, and one log line says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+import torch
+
+from .. import sampling
+from ..noised import add_noise, noised_latents
+from .settings import default_settings, sampler_options
+
+logger = logging.getLogger(__name__)
+
+
+class WebuiSampler(NamedTuple):
+    """One webui sampler: the itermix function's name (see :func:`itermix_function`), the
+    plain ``k_diffusion.sampling`` function it falls back to in txt2img, whether it takes
+    the Perlin settings, whether it calls the model twice per step, and whether the
+    fallback's default noise is a Brownian tree (then seeded from the image seeds)."""
+
+    function: str
+    fallback: str
+    perlin: bool = False
+    second_order: bool = False
+    brownian: bool = False
+
+
+def itermix_function(name: str) -> Optional[Callable[..., torch.Tensor]]:
+    """The itermix sampler called ``name``: ``itermix_kdiff.sampling.<name>``, else the
+    wrapped k-diffusion sampler of that name in ``itermix_kdiff.wrap.SAMPLERS``; None
+    when neither exists."""
+    function = getattr(sampling, name, None)
+    if function is not None:
+        return function
+    try:
+        from .. import wrap
+    except ImportError:
+        return None
+    return next((f for f in wrap.SAMPLERS.values() if getattr(f, "__name__", None) == name), None)
+
+
+def scale_noise(model_wrap: Any, sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The webui's noised latent at ``sigma``: ``x0 + noise sigma`` (A1111, A1), or Forge's
+    ``model_wrap.predictor.noise_scaling(sigma, noise, x0, max_denoise=False)``."""
+    predictor = getattr(model_wrap, "predictor", None)
+    if predictor is not None and hasattr(predictor, "noise_scaling"):
+        return predictor.noise_scaling(sigma, noise, x0, max_denoise=False)
+    return add_noise(x0, noise, sigma)
+
+
+def noise_affine(model_wrap: Any, sigma: torch.Tensor, x0: torch.Tensor):
+    """``(offset, gain)`` with ``scale_noise(sigma, eps, x0) = offset + gain eps`` (both
+    scalings are affine in the noise): ``(x0, sigma)`` for A1111, ``((1 - sigma) x0, sigma)``
+    for a flow model."""
+    offset = scale_noise(model_wrap, sigma, torch.zeros_like(x0), x0)
+    gain = scale_noise(model_wrap, sigma, torch.ones_like(x0), torch.zeros_like(x0))
+    return offset, gain
+
+
+def recover_noise(model_wrap: Any, xi: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The noise the webui used: ``(xi - offset) / gain``, i.e. ``(xi - x0) / sigma_0`` in A1111."""
+    offset, gain = noise_affine(model_wrap, sigma, x0)
+    return (xi - offset) / gain
+
+
+def is_additive(model_wrap: Any, sigma: torch.Tensor, x0: torch.Tensor) -> bool:
+    """Whether the webui noises as ``x0 + eps sigma`` (the formula the core sampler uses
+    when it draws fresh noised latents itself, e.g. for rewind passes)."""
+    offset, gain = noise_affine(model_wrap, sigma, x0)
+    return torch.allclose(offset, x0) and torch.allclose(gain, torch.full_like(gain, float(sigma)))
+
+
+def image_seeds(p: Any, batch: int) -> List[int]:
+    """One seed per image: ``p.seeds`` (the current batch's seeds) when it fits, else
+    ``p.seed + b`` (the webui's own rule for a batch)."""
+    seeds = getattr(p, "seeds", None)
+    if seeds is not None and len(seeds) == batch:
+        return [int(s) for s in seeds]
+    seed = int(getattr(p, "seed", 0))
+    return [seed + b for b in range(batch)]
+
+
+def step_noises(x0: torch.Tensor, sigmas: torch.Tensor, generators: List[torch.Generator]) -> List[torch.Tensor]:
+    """``eps_k`` for k = 0..n: row b from ``generators[b]`` through the core's seeded
+    per-step noise (A1 with a generator), drawn on the CPU in float32, then moved to
+    ``x0``'s device and dtype."""
+    rows = [noised_latents(x0[b:b + 1].detach().to("cpu", torch.float32), sigmas.detach().cpu().float(),
+                           generator=g, lazy=True)
+            for b, g in enumerate(generators)]
+    return [torch.cat([row.noise(k) for row in rows]).to(x0.device, x0.dtype) for k in range(len(sigmas))]
+
+
+def webui_noised_latents(model_wrap: Any, x0: torch.Tensor, xi: torch.Tensor, sigmas: torch.Tensor,
+                         generators: List[torch.Generator], noise: str) -> torch.Tensor:
+    """The stack ``z'`` of shape ``(n + 1, *x0.shape)``: ``z'_0 = xi`` and
+    ``z'_k = scale_noise(sigma_k, eps_k, x0)`` for k >= 1, ``eps_k`` independent per step
+    from ``generators`` or (``noise="shared"``) the noise recovered from ``xi``."""
+    if noise == "shared":
+        eps = [recover_noise(model_wrap, xi, x0, sigmas[0])] * len(sigmas)
+    else:
+        eps = step_noises(x0, sigmas, generators)
+    later = [scale_noise(model_wrap, sigmas[k], eps[k], x0).to(x0.dtype) for k in range(1, len(sigmas))]
+    return torch.stack([xi.to(x0.dtype)] + later)
+
+
+def sample_plain(label: str, entry: WebuiSampler, p: Any, model: Any, x: torch.Tensor, sigmas: torch.Tensor,
+                 extra_args: Optional[Dict[str, Any]], callback: Optional[Callable], disable: Optional[bool]):
+    """txt2img: nothing to mix with, so run the entry's plain k-diffusion sampler. Its
+    Gaussian noise comes from the webui's seeded RNG (``torch.randn_like`` inside
+    k_diffusion.sampling); a Brownian tree is seeded with the image seeds."""
+    import k_diffusion.sampling
+
+    logger.warning("%s: no init image to mix with (txt2img first pass), sampling with plain %s; "
+                   "use it as the hires-fix sampler or in img2img", label, entry.fallback)
+    plain = getattr(k_diffusion.sampling, entry.fallback)
+    kwargs = {}
+    if entry.brownian:
+        kwargs["noise_sampler"] = k_diffusion.sampling.BrownianTreeNoiseSampler(
+            x, sigmas[sigmas > 0].min(), sigmas.max(), seed=image_seeds(p, x.shape[0]))
+    return plain(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **kwargs)
+
+
+def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: torch.Tensor,
+                 sigmas: torch.Tensor, extra_args: Optional[Dict[str, Any]] = None,
+                 callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+    """Run the itermix sampler ``entry`` for the webui sampler object ``sampler``.
+
+    ``x`` is the webui's ``xi``; ``model.init_latent`` the clean latent ``x0`` (None in
+    txt2img); the settings come from ``model.p.itermix`` (defaults when absent); the
+    core sampler runs on exactly the webui's ``sigmas`` with ``extra_args`` passed on
+    unchanged, on the noised latents of :func:`webui_noised_latents`.
+    """
+    x0 = getattr(model, "init_latent", None)
+    p = getattr(model, "p", None)
+    if x0 is None:
+        return sample_plain(label, entry, p, model, x, sigmas, extra_args, callback, disable)
+    if x0.shape != x.shape:
+        raise ValueError(f"{label}: the init latent's shape {tuple(x0.shape)} differs from the "
+                         f"sampled latent's {tuple(x.shape)}")
+    settings = getattr(p, "itermix", None) or default_settings()
+    seeds = image_seeds(p, x.shape[0])
+    options = sampler_options(settings, perlin=entry.perlin, seed=seeds[0])
+    noise = options.pop("noise", "independent")
+    model_wrap = getattr(sampler, "model_wrap", None)
+    if options["rewind"] and not is_additive(model_wrap, sigmas[0], x0):
+        raise ValueError(f"{label}: rewind draws noised latents as x0 + eps * sigma, which this "
+                         f"model does not use (a flow model); turn Rewind off")
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    z = webui_noised_latents(model_wrap, x0, x, sigmas, generators, noise)
+    # Rewind passes draw fresh noise from the first image's generator, now past its first draw.
+    function = itermix_function(entry.function)
+    return function(model, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                    noised_latents=z, generator=generators[0], noise=noise, **options)

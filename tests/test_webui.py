@@ -1,0 +1,506 @@
+"""The webui shim (itermix_kdiff.webui and extensions/sd-webui-itermix) against a stand-in
+of the webui's ``modules`` package (tests/webui_standin, written from WEBUI-API.md) in two
+flavours, A1111 1.10 and Forge, with real k-diffusion model wrappers."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import inspect
+import logging
+import runpy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+import itermix_kdiff.webui as itermix_webui
+from itermix_kdiff import sampling
+from itermix_kdiff.noised import noised_latents
+from itermix_kdiff.webui import registry
+from itermix_kdiff.webui.settings import FIELDS, ROWS, api_name, api_params, infotext_key, settings_from_args
+from .kd_models import sd_alphas_cumprod
+
+ROOT = Path(__file__).resolve().parents[1]
+STANDIN = ROOT / "tests" / "webui_standin"
+EXTENSION = ROOT / "extensions" / "sd-webui-itermix"
+SCRIPT = str(EXTENSION / "scripts" / "itermix.py")
+EXTRA_ARGS_KEYS = {"cond", "image_cond", "uncond", "cond_scale", "s_min_uncond"}
+
+
+class TinySD(nn.Module):
+    """A CompVis-style model: ``apply_model(x, t, cond)`` predicts eps (or, with
+    ``parameterization="flow"``, the velocity, with ``t = 1000 sigma``); fixed weights."""
+
+    def __init__(self, parameterization: str = "eps"):
+        super().__init__()
+        self.parameterization = parameterization
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.proj = nn.Linear(8, 4)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.copy_(torch.randn(param.shape, generator=g) * 0.1)
+        self.register_buffer("alphas_cumprod", sd_alphas_cumprod())
+
+    def apply_model(self, x, t, cond):
+        gate = torch.sigmoid(t.float() / 500 - 1).view(-1, 1, 1, 1)
+        return self.conv(x) * gate + self.proj(cond)[:, :, None, None]
+
+
+def forget_webui_modules():
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("modules", "gradio", "launch"):
+            del sys.modules[name]
+
+
+def open_webui(flavour, monkeypatch):
+    """Import the stand-in of ``flavour`` as ``modules`` (with gradio and launch); undone
+    by the caller through :func:`close_webui`."""
+    import k_diffusion.sampling
+
+    forget_webui_modules()
+    monkeypatch.syspath_prepend(str(STANDIN / "common"))
+    monkeypatch.syspath_prepend(str(STANDIN / flavour))
+    from modules import (infotext_utils, processing, scripts, sd_samplers, sd_samplers_common,
+                         sd_samplers_kdiffusion, shared)
+
+    return SimpleNamespace(flavour=flavour, infotext_utils=infotext_utils, processing=processing,
+                           scripts=scripts, sd_samplers=sd_samplers, common=sd_samplers_common,
+                           kdiffusion=sd_samplers_kdiffusion, shared=shared,
+                           saved_torch=k_diffusion.sampling.torch)
+
+
+def close_webui(w):
+    import k_diffusion.sampling
+
+    k_diffusion.sampling.torch = w.saved_torch  # the stand-in's initialize() hijacks it, as the webui's does
+    forget_webui_modules()
+
+
+@pytest.fixture(params=["a1111", "forge"])
+def webui(request, monkeypatch):
+    w = open_webui(request.param, monkeypatch)
+    yield w
+    close_webui(w)
+
+
+@pytest.fixture
+def forge(monkeypatch):
+    w = open_webui("forge", monkeypatch)
+    yield w
+    close_webui(w)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record every call of a core itermix sampler (then run it)."""
+    calls = []
+
+    def recorder(name, real):
+        def recording(model, x, sigmas, **kwargs):
+            calls.append(SimpleNamespace(name=name, model=model, x=x, sigmas=sigmas, kwargs=kwargs,
+                                         extra_keys=set(kwargs["extra_args"])))
+            return real(model, x, sigmas, **kwargs)
+        return recording
+
+    for name in ("sample_itermix_euler", "sample_itermix_euler_perlin", "sample_itermix_dpmpp_2m"):
+        monkeypatch.setattr(sampling, name, recorder(name, getattr(sampling, name)))
+    return calls
+
+
+def start(w, is_img2img):
+    """Load the extension and build the UI: returns the ScriptRunner."""
+    w.scripts.load_scripts([SCRIPT])
+    runner = w.scripts.ScriptRunner()
+    runner.initialize_scripts(is_img2img)
+    runner.setup_ui()
+    return runner
+
+
+def set_values(runner, **values):
+    by_label = {field.label: field.component for field in runner.infotext_fields}
+    for name, value in values.items():
+        by_label[f"Itermix {name}"].value = value
+
+
+def conds(batch=1, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 8, generator=g).repeat(batch, 1), torch.zeros(batch, 8)
+
+
+def clean_latent(batch=1, seed=7, size=8):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 4, size, size, generator=g).repeat(batch, 1, 1, 1)
+
+
+def txt2img(w, runner, sd_model, **kwargs):
+    cond, uncond = conds(kwargs.get("batch_size", 1))
+    p = w.processing.StableDiffusionProcessingTxt2Img(sd_model=sd_model, cond=cond, uncond=uncond,
+                                                      scripts=runner, script_args=runner.script_args(), **kwargs)
+    return p, w.processing.process_images(p)
+
+
+def img2img(w, runner, sd_model, init_latent, **kwargs):
+    cond, uncond = conds(init_latent.shape[0])
+    p = w.processing.StableDiffusionProcessingImg2Img(
+        sd_model=sd_model, cond=cond, uncond=uncond, init_latent=init_latent, scripts=runner,
+        script_args=runner.script_args(), **kwargs)
+    return p, w.processing.process_images(p)
+
+
+def seeded_stack(x0, sigmas, seed):
+    """The core's seeded noised latents (A1 with a generator), the numbers the shim uses for k >= 1."""
+    return noised_latents(x0, sigmas, generator=torch.Generator().manual_seed(seed))
+
+
+def test_script_registers_each_sampler_once(webui):
+    w = webui
+    assert w.sd_samplers.get_sampler_and_scheduler("Euler IterMix", "Karras") == ("Euler", "Karras")
+    start(w, False)
+    first = dict(w.sd_samplers.all_samplers_map)
+    start(w, False)  # "Reload UI": the script file runs again as a fresh module
+    assert len(w.scripts.scripts_data) == 1
+    assert w.scripts.scripts_data[0].script_class.__name__ == "IterativeMixingScript"
+
+    names = [s.name for s in w.sd_samplers.all_samplers]
+    labels = list(itermix_webui.available_samplers())
+    assert labels[:3] == ["Euler IterMix", "Euler Perlin IterMix", "DPM++ 2M IterMix"]
+    assert names[:3] == ["Euler", "Euler a", "DPM++ 2M"] and len(names) == 3 + len(labels)
+    for label in labels:
+        assert names.count(label) == 1
+        data = w.sd_samplers.all_samplers_map[label]
+        assert data is w.sd_samplers.all_samplers[names.index(label)] and data is not first[label]
+        assert label in w.sd_samplers.visible_sampler_names()
+        assert w.sd_samplers.samplers_map[label.lower()] == label
+        assert w.sd_samplers.get_sampler_and_scheduler(label, "Karras") == (label, "Karras")
+        assert isinstance(data.options, dict) and "brownian_noise" not in data.options
+        assert data.total_steps(10) == (20 if registry.SAMPLERS[label].second_order else 10)
+        sampler = w.sd_samplers.create_sampler(label, TinySD())
+        params = inspect.signature(sampler.func).parameters
+        assert {"sigmas", "extra_args", "callback", "disable"} <= set(params)
+        assert not {"n", "eta", "sigma_min", "sigma_max", "sigma_sched", "noise_sampler"} & set(params)
+    assert hasattr(w.sd_samplers, "add_sampler") == (w.flavour == "forge")
+
+
+def test_register_offers_what_the_core_has(webui, monkeypatch, caplog):
+    """A sampler listed in SAMPLERS appears only when its function exists; in txt2img
+    each falls back to its own plain sampler (DPM++ 2M, Euler a here)."""
+    w = webui
+    monkeypatch.setitem(registry.SAMPLERS, "Future IterMix", itermix_webui.WebuiSampler("sample_itermix_future",
+                                                                                      "sample_euler"))
+    start(w, False)
+    assert "Future IterMix" not in w.sd_samplers.all_samplers_map
+    monkeypatch.setattr(sampling, "sample_itermix_future", sampling.sample_itermix_euler, raising=False)
+    runner = start(w, False)
+    assert [s.name for s in w.sd_samplers.all_samplers].count("Future IterMix") == 1
+    for builtin in ("DPM++ 2M", "Euler a"):
+        _, plain = txt2img(w, runner, TinySD(), sampler_name=builtin, seed=5)
+        with caplog.at_level(logging.WARNING, logger="itermix_kdiff.webui"):
+            _, mixed = txt2img(w, runner, TinySD(), sampler_name=f"{builtin} IterMix", seed=5)
+        assert torch.equal(mixed.samples, plain.samples)
+    assert "sample_dpmpp_2m;" in caplog.text and "sample_euler_ancestral;" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore:Should have t:UserWarning")  # torchsde on k-diffusion's float32 sigma bounds
+@pytest.mark.parametrize("label", list(itermix_webui.available_samplers()))
+def test_every_sampler_reproduces_its_seed(webui, label):
+    """txt2img (the plain fallback) and img2img: the same seed twice gives the same latent,
+    another seed another one."""
+    w = webui
+    runner = start(w, True)
+    x0 = clean_latent()
+    runs = [img2img(w, runner, TinySD(), x0, sampler_name=label, denoising_strength=0.7, steps=5, seed=s)[1]
+            for s in (8, 8, 9)]
+    assert torch.isfinite(runs[0].samples).all() and torch.equal(runs[0].samples, runs[1].samples)
+    assert not torch.allclose(runs[0].samples, runs[2].samples, atol=1e-3)
+    runner = start(w, False)
+    first, second = (txt2img(w, runner, TinySD(), sampler_name=label, steps=5, seed=8)[1] for _ in range(2))
+    assert torch.equal(first.samples, second.samples)
+
+
+def test_register_rejects_a_scheduler_suffix(webui, monkeypatch):
+    w = webui
+    entry = registry.SAMPLERS["Euler IterMix"]
+    monkeypatch.setitem(registry.SAMPLERS, "Euler IterMix Karras", entry)
+    with pytest.raises(ValueError, match="Karras"):
+        itermix_webui.register(w.sd_samplers, w.common, w.kdiffusion)
+    assert "Euler IterMix Karras" not in w.sd_samplers.all_samplers_map
+
+
+def test_txt2img_is_plain_euler(webui, spy, caplog):
+    w = webui
+    runner = start(w, False)
+    _, plain = txt2img(w, runner, TinySD(), sampler_name="Euler", seed=11)
+    with caplog.at_level(logging.WARNING, logger="itermix_kdiff.webui"):
+        _, mixed = txt2img(w, runner, TinySD(), sampler_name="Euler IterMix", seed=11)
+    assert torch.equal(mixed.samples, plain.samples)
+    assert spy == []
+    records = [r for r in caplog.records if r.name.startswith("itermix_kdiff.webui")]
+    assert len(records) == 1 and "txt2img" in records[0].getMessage()
+    assert "Itermix" not in plain.infotext and "Itermix alpha_1: 2.4" in mixed.infotext
+
+
+def check_itermix_call(call, sampler, x0):
+    """The core sampler ran on the clean latent, the webui's sigma_sched, its untouched
+    extra_args, and noised latents starting at the webui's xi."""
+    assert call.x is x0
+    assert call.sigmas is sampler.last_sigma_sched
+    assert call.kwargs["extra_args"] is sampler.sampler_extra_args
+    assert call.extra_keys == set(sampler.sampler_extra_args) == EXTRA_ARGS_KEYS
+    assert call.model is sampler.model_wrap_cfg
+    z = call.kwargs["noised_latents"]
+    assert z.shape == (len(call.sigmas), *x0.shape)
+    assert torch.equal(z[0], sampler.last_xi)
+    assert sampler.steps_reported == list(range(len(call.sigmas) - 1))
+
+
+def test_img2img_runs_itermix_on_sigma_sched(webui, spy):
+    w = webui
+    runner = start(w, True)
+    x0 = clean_latent()
+    p, result = img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", denoising_strength=0.6,
+                        steps=8, seed=21)
+    (call,) = spy
+    sampler = p.sampler
+    check_itermix_call(call, sampler, x0)
+    full = sampler.model_wrap.get_sigmas(8)
+    assert torch.equal(call.sigmas, full[8 - int(0.6 * 8) - 1:]) and len(call.sigmas) == 6
+    xi = x0 + w.processing.rng.ImageRNG(x0.shape[1:], [21]).next() * call.sigmas[0]
+    torch.testing.assert_close(sampler.last_xi, xi, rtol=0, atol=1e-6)
+    z = call.kwargs["noised_latents"]
+    torch.testing.assert_close(z[1:], seeded_stack(x0, call.sigmas, 21)[1:], rtol=0, atol=1e-6)
+    assert call.kwargs["noise"] == "independent" and call.kwargs["rewind"] is False
+
+    expected = sampling.sample_itermix_euler(sampler.model_wrap_cfg, x0, call.sigmas,
+                                             extra_args=sampler.sampler_extra_args, noised_latents=z)
+    assert torch.equal(result.samples, expected)
+    _, plain = img2img(w, runner, TinySD(), x0, sampler_name="Euler", denoising_strength=0.6, steps=8, seed=21)
+    assert not torch.allclose(result.samples, plain.samples, atol=1e-3)
+
+
+def test_hires_fix_runs_itermix_on_sigma_sched(webui, spy):
+    w = webui
+    runner = start(w, False)
+    p, result = txt2img(w, runner, TinySD(), sampler_name="Euler", enable_hr=True, hr_scale=2.0,
+                        hr_sampler_name="Euler IterMix", hr_second_pass_steps=6, denoising_strength=1.0,
+                        steps=6, seed=31)
+    (call,) = spy
+    sampler = p.sampler
+    assert call.x.shape == (1, 4, 16, 16) and result.samples.shape == (1, 4, 16, 16)
+    check_itermix_call(call, sampler, sampler.model_wrap_cfg.init_latent)
+    assert torch.equal(call.sigmas, sampler.model_wrap.get_sigmas(6))  # denoising 1.0: the whole schedule
+    assert "Hires sampler: Euler IterMix" in result.infotext and "Itermix alpha_1: 2.4" in result.infotext
+
+
+def test_same_seed_same_picture(webui, spy):
+    w = webui
+    runner = start(w, True)
+    x0 = clean_latent()
+    runs = [img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", denoising_strength=0.6, seed=s)[1]
+            for s in (41, 41, 42)]
+    assert torch.equal(runs[0].samples, runs[1].samples)
+    assert not torch.allclose(runs[0].samples, runs[2].samples, atol=1e-3)
+    assert torch.equal(spy[0].kwargs["noised_latents"], spy[1].kwargs["noised_latents"])
+    assert not torch.allclose(spy[0].kwargs["noised_latents"][1:-1], spy[2].kwargs["noised_latents"][1:-1])
+
+
+def test_each_image_of_a_batch_follows_its_seed(webui):
+    w = webui
+    runner = start(w, True)
+    _, batch = img2img(w, runner, TinySD(), clean_latent(batch=2), sampler_name="Euler IterMix",
+                       denoising_strength=0.6, seed=50, batch_size=2)
+    _, single = img2img(w, runner, TinySD(), clean_latent(batch=1), sampler_name="Euler IterMix",
+                        denoising_strength=0.6, seed=51)
+    torch.testing.assert_close(batch.samples[1:], single.samples, rtol=0, atol=1e-5)
+    assert not torch.allclose(batch.samples[0], batch.samples[1], atol=1e-3)
+
+
+def test_settings_reach_sampler_and_infotext(webui, spy):
+    w = webui
+    runner = start(w, True)
+    accordion = runner.infotext_fields[0].component.parent.parent
+    assert accordion.label == "Iterative Mixing" and accordion.open is False
+    assert len(accordion.children) == len(ROWS)
+    chosen = dict(alpha_1=3.5, blending_schedule="linear", blending_function="slerp", start_blending_at_pct=0.1,
+                  stop_blending_at_pct=0.9, clamp_blending_at_pct=0.8, blend_min=0.05, blend_max=0.95,
+                  rewind=True, perlin_strength=0.5)
+    set_values(runner, **chosen)
+    p, result = img2img(w, runner, TinySD(), clean_latent(), sampler_name="Euler IterMix",
+                        denoising_strength=0.75, steps=10, seed=61)
+    (call,) = spy
+    for name, value in chosen.items():
+        assert p.itermix[name] == value
+        if name != "perlin_strength":
+            assert call.kwargs[name] == value
+    assert not {"perlin_mode", "perlin_strength", "perlin_scale", "seed", "preset"} & set(call.kwargs)
+
+    params = w.infotext_utils.parse_generation_parameters(result.infotext)
+    assert params["Itermix alpha_1"] == "3.5" and params["Itermix blending_function"] == "slerp"
+    assert params["Itermix rewind"] == "True" and "Itermix perlin_strength" not in params
+
+    pasted = start(w, True)  # "send to img2img": a fresh UI restored from the infotext
+    w.infotext_utils.paste(params, pasted.infotext_fields)
+    restored = settings_from_args(pasted.script_args()[1:])
+    assert restored == {**p.itermix, "perlin_strength": 0.75}  # not recorded for a non-Perlin sampler
+
+
+def test_perlin_settings_reach_the_perlin_sampler(webui, spy):
+    w = webui
+    runner = start(w, True)
+    set_values(runner, perlin_mode="latents", perlin_strength=0.5, perlin_scale=5.0, alpha_1=1.0)
+    x0 = clean_latent()
+    p, result = img2img(w, runner, TinySD(), x0, sampler_name="Euler Perlin IterMix", denoising_strength=0.6,
+                        seed=66)
+    (call,) = spy
+    assert call.name == "sample_itermix_euler_perlin"
+    check_itermix_call(call, p.sampler, x0)
+    assert (call.kwargs["perlin_mode"], call.kwargs["perlin_strength"], call.kwargs["perlin_scale"],
+            call.kwargs["seed"], call.kwargs["alpha_1"]) == ("latents", 0.5, 5.0, 66, 1.0)
+    assert "Itermix perlin_mode: latents" in result.infotext and "Itermix perlin_scale: 5.0" in result.infotext
+    assert torch.isfinite(result.samples).all()
+
+
+def test_demofusion_preset_mixes_the_webui_noise(webui, spy):
+    w = webui
+    runner = start(w, True)
+    set_values(runner, preset="demofusion")
+    x0 = clean_latent()
+    _, result = img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", denoising_strength=0.8, seed=71)
+    (call,) = spy
+    assert (call.kwargs["noise"], call.kwargs["mix"], call.kwargs["blending_schedule"]) == \
+        ("shared", "before_step", "demofusion")
+    noise = w.processing.rng.ImageRNG(x0.shape[1:], [71]).next()
+    expected = torch.stack([x0 + noise * s for s in call.sigmas])
+    torch.testing.assert_close(call.kwargs["noised_latents"], expected, rtol=0, atol=1e-5)
+    assert "Itermix preset: demofusion" in result.infotext
+
+
+def test_api_names_round_trip(webui):
+    w = webui
+    runner = start(w, False)
+    fields = runner.infotext_fields
+    assert [f.api for f in fields] == [api_name(f) for f in FIELDS] == [f"itermix_{f.name}" for f in FIELDS]
+    assert [f.label for f in fields] == [infotext_key(f) for f in FIELDS]
+    assert len({f.api for f in fields}) == len(FIELDS)
+    assert sorted(name for row in ROWS for name in row) == sorted(f.name for f in FIELDS)
+
+    settings = dict(settings_from_args(()), alpha_1=1.5, blending_schedule="logistic", rewind=True,
+                    perlin_mode="latents", perlin_scale=20.0)
+    assert settings_from_args([api_params(settings)]) == settings
+    assert settings_from_args([{"itermix_alpha_1": "3"}])["alpha_1"] == 3.0
+    assert settings_from_args([{"itermix_rewind": "False"}])["rewind"] is False
+    assert settings_from_args([{"itermix_rewind": "true"}])["rewind"] is True
+    with pytest.raises(TypeError, match="itermix_rewind"):
+        settings_from_args([{"itermix_rewind": "yes"}])
+    with pytest.raises(ValueError, match="itermix_alpha"):
+        settings_from_args([{"itermix_alpha": 3.0}])
+    with pytest.raises(ValueError, match="itermix_blending_schedule"):
+        settings_from_args([{"itermix_blending_schedule": "karras"}])
+
+    cond, uncond = conds()
+    p = w.processing.StableDiffusionProcessingImg2Img(
+        sd_model=TinySD(), cond=cond, uncond=uncond, init_latent=clean_latent(), sampler_name="Euler IterMix",
+        scripts=runner, script_args=(None, api_params(settings), *runner.script_args()[2:]))
+    runner.process(p)
+    assert p.itermix == settings
+    bad = w.processing.StableDiffusionProcessingImg2Img(
+        sd_model=TinySD(), cond=cond, uncond=uncond, init_latent=clean_latent(), sampler_name="Euler IterMix",
+        scripts=runner, script_args=(None, {"itermix_blend_min": 1.5}))
+    with pytest.raises(ValueError, match="blend_min"):
+        runner.process(bad)
+
+
+def test_interrupt_passes_through(webui):
+    w = webui
+    assert not issubclass(w.common.InterruptedException, Exception)
+    runner = start(w, True)
+    x0 = clean_latent()
+    cond, uncond = conds()
+    p = w.processing.StableDiffusionProcessingImg2Img(
+        sd_model=TinySD(), cond=cond, uncond=uncond, init_latent=x0, sampler_name="Euler IterMix",
+        scripts=runner, script_args=runner.script_args(), denoising_strength=0.6, seed=81)
+    p.seeds = [81]
+    p.rng = w.processing.rng.ImageRNG(x0.shape[1:], p.seeds)
+    runner.process(p)
+    p.init()
+    sampler = p.sampler
+    sampler.initialize(p)
+    sigmas = sampler.get_sigmas(p, 8)[3:]
+    sampler.sampler_extra_args = sampler.make_extra_args(p, cond, uncond, None)
+    w.shared.state.interrupted = True
+    for init_latent in (x0, None):  # the itermix path and the txt2img fallback
+        sampler.model_wrap_cfg.init_latent = init_latent
+        with pytest.raises(w.common.InterruptedException):
+            sampler.func(sampler.model_wrap_cfg, x0 + sigmas[0], sigmas=sigmas,
+                         extra_args=sampler.sampler_extra_args, callback=sampler.callback_state, disable=True)
+    # Through the webui: its launch_sampling catches it and returns the last preview.
+    _, result = img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", denoising_strength=0.6, seed=81)
+    assert torch.equal(result.samples, x0)  # step 0 is skipped (c1 = 0) and reports x0; step 1 is interrupted
+
+
+def test_forge_flow_model_noised_latents(forge, spy):
+    w = forge
+    runner = start(w, True)
+    x0 = clean_latent()
+    p, _ = img2img(w, runner, TinySD("flow"), x0, sampler_name="Euler IterMix", denoising_strength=0.6,
+                   steps=8, seed=91)
+    (call,) = spy
+    sigmas = call.sigmas
+    noise = w.processing.rng.ImageRNG(x0.shape[1:], [91]).next()
+    torch.testing.assert_close(p.sampler.last_xi, sigmas[0] * noise + (1 - sigmas[0]) * x0)
+    check_itermix_call(call, p.sampler, x0)
+    g = torch.Generator().manual_seed(91)
+    eps = noised_latents(x0, sigmas, generator=g, lazy=True)
+    expected = torch.stack([s * eps.noise(k) + (1 - s) * x0 for k, s in enumerate(sigmas)])
+    z = call.kwargs["noised_latents"]
+    torch.testing.assert_close(z[1:], expected[1:], rtol=0, atol=1e-6)
+    assert torch.equal(z[-1], x0)
+
+    set_values(runner, rewind=True)
+    with pytest.raises(ValueError, match="rewind"):
+        img2img(w, runner, TinySD("flow"), x0, sampler_name="Euler IterMix", denoising_strength=0.6, seed=91)
+    set_values(runner, rewind=False, preset="demofusion")
+    img2img(w, runner, TinySD("flow"), x0, sampler_name="Euler IterMix", denoising_strength=0.6, seed=91)
+    shared = torch.stack([s * noise + (1 - s) * x0 for s in spy[-1].sigmas])
+    torch.testing.assert_close(spy[-1].kwargs["noised_latents"], shared, rtol=0, atol=1e-5)
+
+
+def test_half_precision_noised_latents():
+    x0 = clean_latent(batch=2).half()
+    sigmas = torch.tensor([3.0, 1.5, 0.5, 0.0])
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)).half()
+    xi = x0 + noise * sigmas[0]
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    z = itermix_webui.webui_noised_latents(None, x0, xi, sigmas, gens, "independent")
+    assert z.dtype == torch.float16 and torch.equal(z[0], xi) and torch.equal(z[-1], x0)
+    single = seeded_stack(x0[1:].float(), sigmas, 6)
+    torch.testing.assert_close(z[1:, 1:].float(), single[1:], rtol=0, atol=5e-3)
+    shared = itermix_webui.webui_noised_latents(None, x0, xi, sigmas, gens, "shared")
+    torch.testing.assert_close(shared[2].float(), (x0 + noise * 0.5).float(), rtol=0, atol=5e-3)
+
+
+def test_install_py(webui, monkeypatch):
+    import launch
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    runpy.run_path(str(EXTENSION / "install.py"))
+    ((command, _),) = launch.pip_calls
+    assert command == f'install --no-deps "{ROOT}"'
+    assert "k-diffusion" not in command and "k_diffusion" not in command
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: config["metadata"]["version"])
+    runpy.run_path(str(EXTENSION / "install.py"))
+    assert len(launch.pip_calls) == 1  # up to date: nothing installed
+
+    metadata = configparser.ConfigParser()
+    metadata.read(EXTENSION / "metadata.ini")
+    assert metadata["Extension"]["Name"] == "sd-webui-itermix"
