@@ -53,3 +53,66 @@ def a4_euler(model, x0, sigmas, *, stack=None, blend="addition", mask=None, mask
             if m is not None:
                 x = x * m + x0 * (1. - m)
     return x
+
+
+def a7_euler_perlin(model, x0, sigmas, P, *, stack, mode, strength, **schedule_kwargs):
+    """A7 literally, for B = 1, no mask, no churn. ``P`` is ``(n, H, W, 1)``."""
+    n = len(sigmas) - 1
+    c1 = blending_schedule(n, **schedule_kwargs)
+    c1p = 1.0 + strength * (c1 - 1.0)
+    s_in = x0.new_ones([1])
+    calls = 0
+
+    def step(v, j):
+        nonlocal calls
+        calls += 1
+        den = model(v, sigmas[j] * s_in)
+        return v + (v - den) / sigmas[j] * (sigmas[j + 1] - sigmas[j])
+
+    x = stack[0]
+    for i in range(n):
+        x = step(x, i)
+        x = (1 - c1[i]) * stack[i] + c1[i] * x
+        p = P[i].permute(2, 0, 1).unsqueeze(0)
+        if mode == "latents":
+            x = x * c1p[i] + p.expand_as(x) * (1. - c1p[i]) * x
+        elif mode == "masks" and i < n - 1:
+            x_p = step(x, i + 1)
+            x = x * (1. - p) + (x * c1p[i + 1] + x_p * (1. - c1p[i + 1])) * p
+        elif mode == "matched_noise":
+            x = x * c1p[i] + p * (1. - c1p[i])
+    return x, calls
+
+
+def a9_lcm(model, x0, sigmas, *, stack, noise, **schedule_kwargs):
+    """A9 lcm literally; ``noise[i]`` is the noise added after step i."""
+    n = len(sigmas) - 1
+    c1 = blending_schedule(n, **schedule_kwargs)
+    s_in = x0.new_ones([x0.shape[0]])
+    x = stack[0]
+    for i in range(n):
+        den = model(x, sigmas[i] * s_in)
+        x = (1 - c1[i]) * stack[i] + c1[i] * den
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise[i]
+    return x
+
+
+def a9_dpmpp_2m(model, x0, sigmas, *, stack, **schedule_kwargs):
+    """A9 dpmpp_2m literally (no mask): k-diffusion's update, then the blend."""
+    n = len(sigmas) - 1
+    c1 = blending_schedule(n, **schedule_kwargs)
+    s_in = x0.new_ones([x0.shape[0]])
+    x, old = stack[0], None
+    for i in range(n):
+        den = model(x, sigmas[i] * s_in)
+        t, tn = -sigmas[i].log(), -sigmas[i + 1].log()
+        h = tn - t
+        if old is None or sigmas[i + 1] == 0:
+            x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * den
+        else:
+            r = (t + sigmas[i - 1].log()) / h
+            x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * ((1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old)
+        x = (1 - c1[i]) * stack[i] + c1[i] * x
+        old = den
+    return x
