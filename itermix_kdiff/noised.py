@@ -108,15 +108,26 @@ def noised_latents(
         if lazy:
             return LazyNoisedLatents(x0, sigmas, shared_noise=eps)
         return add_noise(x0, eps, _per_step(sigmas, x0.ndim))
+    n1 = len(sigmas)
     if generator is None and not lazy:
-        n1 = len(sigmas)
         eps = torch.randn((n1 * x0.shape[0], *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
-        return add_noise(x0, eps.view(n1, *x0.shape), _per_step(sigmas, x0.ndim))
+        return add_noise_(x0, eps.view(n1, *x0.shape), _per_step(sigmas, x0.ndim))
     base_seed = draw_base_seed(generator)
     if lazy:
         return LazyNoisedLatents(x0, sigmas, base_seed=base_seed)
-    eps = torch.stack([step_noise(x0, base_seed, k) for k in range(len(sigmas))])
-    return add_noise(x0, eps, _per_step(sigmas, x0.ndim))
+    eps = torch.empty((n1, *x0.shape), dtype=x0.dtype, device=x0.device)
+    for k in range(n1):
+        g = torch.Generator(device=x0.device).manual_seed(base_seed + k)
+        torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device, out=eps[k])
+    return add_noise_(x0, eps, _per_step(sigmas, x0.ndim))
+
+
+def add_noise_(x0: torch.Tensor, eps: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """:func:`add_noise` over a whole stack, in place in ``eps`` (our own fresh tensor) when
+    no precision promotion is involved: the stack then costs one stack of memory, not three."""
+    if torch.promote_types(x0.dtype, sigmas.dtype) != x0.dtype:
+        return add_noise(x0, eps, sigmas)
+    return eps.mul_(sigmas.to(x0.device)).add_(x0)
 
 
 def _per_step(sigmas: torch.Tensor, ndim: int) -> torch.Tensor:
