@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test demo
+.PHONY: venv test demo bench bench-quick
 venv:
 	@tools/ensure_venv.sh
 
@@ -14,3 +14,9 @@ test: venv
 
 demo: venv
 	$(PY) scripts/example_kdiffusion.py --out outputs/demo
+
+bench: venv
+	$(PY) -m benchmarks
+
+bench-quick: venv
+	$(PY) -m benchmarks --quick
