@@ -41,6 +41,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from itermix_kdiff.cli import parse_value
+
 from benchmarks import bench_quality as Q
 from benchmarks.common import RESULTS_DIR, environment, load_average, markdown_table, set_threads, to_jsonable
 
@@ -48,21 +50,6 @@ SPECIAL_KEYS = ("sampler", "preset", "cleanup")
 #: Options whose values are tensors, generators or callables: not grid axes.
 NOT_AXES = ("generator", "denoise_mask", "denoise_mask_fn", "mixing_masks")
 DEFAULT_BASELINES = ("bicubic", "itermix")
-
-
-def parse_value(text: str) -> Any:
-    """``true``/``false`` -> bool, ``none`` -> None, then int, float, else the string itself."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
 
 
 def parse_grid(items: Sequence[str]) -> Dict[str, List[Any]]:

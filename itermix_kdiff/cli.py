@@ -175,11 +175,12 @@ def as_flags(message: str) -> str:
 
 
 def parse_value(text: str) -> Any:
-    """``NAME=VALUE``'s value: an int, a float, true/false, none, or else the string."""
+    """``NAME=VALUE``'s value: true/false, none/null, an int, a float, or else the (stripped) string."""
+    text = text.strip()
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
-    if low == "none":
+    if low in ("none", "null"):
         return None
     for kind in (int, float):
         try:
