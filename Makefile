@@ -13,7 +13,7 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) scripts/example_kdiffusion.py --out outputs/demo
+	$(PY) -m itermix_kdiff --out outputs/demo --generate 4 --scale 4 --steps 20 --threads 1
 
 bench: venv
 	$(PY) -m benchmarks

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Train the demo model: a class-conditional k-diffusion ImageDenoiserModelV1 on the shapes dataset.
+
+Deterministic for --seed; resumable: re-running with the same arguments (or only a new --lr or
+--batch-size, e.g. for a low-LR final stretch) continues from <run-dir>/checkpoint.pt, written
+atomically every --checkpoint-minutes. Every
+--snapshot-every steps the EMA weights are also exported in k-diffusion's inference format
+(<run-dir>/ema_<step>.json + .safetensors) so intermediate models can be evaluated while
+training goes on. Uses CUDA when available.
+
+    python scripts/train_demo_model.py --run-name shapes32 --steps 40000
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from itermix_kdiff.demo import train as T  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-name", default="shapes32")
+    p.add_argument("--run-dir", type=Path, default=None, help="default ~/.cache/itermix_kdiff/train/<run-name>")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=40000, help="total optimisation steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--channels", type=int, nargs="+", default=[64, 128, 128])
+    p.add_argument("--depths", type=int, nargs="+", default=[2, 2, 2])
+    p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--mapping-out", type=int, default=128)
+    p.add_argument("--ema-max", type=float, default=0.9995)
+    p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--snapshot-every", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default); one thread is fastest on a busy machine")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run_dir = args.run_dir or T.default_run_dir(args.run_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    config = T.demo_config(channels=args.channels, depths=args.depths, mapping_out=args.mapping_out, patch_size=args.patch_size,
+                           lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max)
+    model, model_ema, opt = T.build(config, args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    step, elapsed, loss_ema = 0, 0.0, math.nan
+    if ckpt_path.exists():
+        state = T.load_checkpoint(ckpt_path)
+        fixed = ("model", "dataset", "ema_sched")
+        if any(state["config"][k] != config[k] for k in fixed) or state["seed"] != args.seed:
+            raise SystemExit(f"{ckpt_path} was written with another model, dataset or seed; use another --run-name")
+        if state["config"] != config:
+            # A new learning rate or batch size continues the run (e.g. a low-LR final stretch).
+            print(f"resuming with new training settings: {config['optimizer']}, {config['training']}", flush=True)
+        model.inner_model.load_state_dict(state["model"])
+        model_ema.inner_model.load_state_dict(state["model_ema"])
+        opt.load_state_dict(state["opt"])
+        generator.set_state(state["generator"])
+        step, elapsed, loss_ema = state["step"], state["elapsed"], state["loss_ema"]
+        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    (run_dir / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+    model.to(device).train()
+    model_ema.to(device).eval()
+    for st in opt.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step":
+                st[k] = v.to(device)
+    print(f"device {device}, {T.param_count(model)} parameters, run dir {run_dir}", flush=True)
+
+    log = open(run_dir / "log.txt", "a")
+    start_step, t0 = step, time.time()
+    last_ckpt = time.time()
+
+    def checkpoint():
+        T.save_checkpoint(ckpt_path, model, model_ema, opt, config, step, args.seed, generator,
+                          elapsed + time.time() - t0, loss_ema)
+
+    bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=5)
+    while step < args.steps:
+        loss = T.train_step(model, model_ema, opt, config, step, args.seed, generator, device)
+        loss_ema = loss if math.isnan(loss_ema) else 0.99 * loss_ema + 0.01 * loss
+        step += 1
+        bar.update(1)
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss_ema:.4f}")
+            rate = (step - start_step) / (time.time() - t0)
+            log.write(f"step {step} loss_ema {loss_ema:.5f} steps/s {rate:.2f} "
+                      f"elapsed {elapsed + time.time() - t0:.0f}\n")
+            log.flush()
+        if step % args.snapshot_every == 0:
+            T.export_inference(model_ema.inner_model.state_dict(), config, run_dir / f"ema_{step:06d}",
+                               metadata={"step": str(step)})
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
+            checkpoint()
+            last_ckpt = time.time()
+    bar.close()
+    checkpoint()
+    print(f"done: step {step}, {elapsed + time.time() - t0:.0f} s of training", flush=True)
+
+
+if __name__ == "__main__":
+    main()
