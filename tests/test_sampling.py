@@ -1,7 +1,6 @@
 import inspect
 import subprocess
 import sys
-import warnings
 
 import k_diffusion as K
 import pytest
