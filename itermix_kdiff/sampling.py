@@ -49,6 +49,11 @@ def rewind_starts(n: int, rewind_min: float, rewind_max: float) -> List[int]:
         starts.append(nxt)
 
 
+def pass_starts(n: int, opts: ItermixOptions) -> List[int]:
+    """The first step of each pass: ``[0]``, or A5's rewind starts with ``rewind=True``."""
+    return rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
+
+
 def timestep_progress(model: Any, sigmas: torch.Tensor) -> Optional[torch.Tensor]:
     """DemoFusion's progress ``p = (T - t) / T`` for each step's sigma (B2), where the
     model (or a wrapper's ``inner_model`` chain, e.g. a CFG denoiser) is a discrete
@@ -154,13 +159,20 @@ def latent_at(z: NoisedLatents, k: int, shape: torch.Size) -> torch.Tensor:
     return z_k.expand(shape) if z_k.shape != shape else z_k
 
 
-def pass_latents(z: NoisedLatents, sigmas: torch.Tensor, start: int, shape: torch.Size,
+def pass_latents(x: torch.Tensor, sigmas: torch.Tensor, start: int, given: Optional[NoisedLatents],
                  opts: ItermixOptions) -> Iterator[torch.Tensor]:
-    """Yield the pass's noised latents for steps ``start .. n-1`` (``z`` covers
-    ``sigmas[start:]``), each multiplied by the denoise mask as the reference does before
-    its loop: the mask function is applied to the previous step's result rather than to
-    the original mask, so with a ``denoise_mask_fn`` the masks compound (the reference's
-    code; ALGORITHM.md A4 says ``M'(sigma_k)``)."""
+    """Yield the noised latents of the pass that starts at step ``start`` from the clean latent
+    ``x`` (:func:`pass_source`), for steps ``start .. n-1``, each multiplied by the denoise mask
+    as the reference does before its loop: the mask function is applied to the previous step's
+    result rather than to the original mask, so with a ``denoise_mask_fn`` the masks compound
+    (the reference's code; ALGORITHM.md A4 says ``M'(sigma_k)``)."""
+    z = pass_source(x, sigmas, start, given, opts)  # drawn now, before the pass's other noise
+    return masked_latents(z, x.shape, sigmas, start, opts)
+
+
+def masked_latents(z: NoisedLatents, shape: torch.Size, sigmas: torch.Tensor, start: int,
+                   opts: ItermixOptions) -> Iterator[torch.Tensor]:
+    """The generator behind :func:`pass_latents` (``z`` covers ``sigmas[start:]``)."""
     mask = opts.denoise_mask
     for k in range(start, len(sigmas) - 1):
         z_k = latent_at(z, k - start, shape)
@@ -316,10 +328,9 @@ def sample_itermix_euler(
     n = len(sigmas) - 1
     x0 = x
     s_in = x.new_ones([x.shape[0]])
-    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
-    for start in starts:
+    for start in pass_starts(n, opts):
         source = x
-        zs = pass_latents(pass_source(source, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        zs = pass_latents(source, sigmas, start, noised_latents, opts)
         for i, z_i in zip(progress_bar(range(start, n), disable), zs):
             if i == start:
                 x = z_i  # each pass starts from its noisiest latent
@@ -425,10 +436,9 @@ def sample_itermix_euler_perlin(
         denoised = model(v, sigma_hat * s_in, **extra_args)
         return v + to_d(v, sigma_hat, denoised) * (sigmas[j + 1] - sigma_hat), sigma_hat, denoised
 
-    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
-    for start in starts:
+    for start in pass_starts(n, opts):
         P = perlin_tensors(perlin_mode, n - start, x, seed, perlin_scale, perlin_per_row)
-        zs = pass_latents(pass_source(x, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        zs = pass_latents(x, sigmas, start, noised_latents, opts)
         for i, z_i in zip(progress_bar(range(start, n), disable), zs):
             if i == start:
                 x = z_i
@@ -500,10 +510,9 @@ def sample_itermix_dpmpp_2m(
     n = len(sigmas) - 1
     x0 = x
     s_in = x.new_ones([x.shape[0]])
-    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
-    for start in starts:
+    for start in pass_starts(n, opts):
         old_denoised = None
-        zs = pass_latents(pass_source(x, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        zs = pass_latents(x, sigmas, start, noised_latents, opts)
         for i, z_i in zip(progress_bar(range(start, n), disable), zs):
             if i == start:
                 x = z_i
@@ -556,10 +565,9 @@ def sample_itermix_lcm(
         def noise_sampler(sigma, sigma_next):
             return fresh_noise(x0, opts)
     s_in = x.new_ones([x.shape[0]])
-    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
-    for start in starts:
+    for start in pass_starts(n, opts):
         source = x
-        zs = pass_latents(pass_source(source, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        zs = pass_latents(source, sigmas, start, noised_latents, opts)
         for i, z_i in zip(progress_bar(range(start, n), disable), zs):
             if i == start:
                 x = z_i

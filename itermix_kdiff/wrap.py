@@ -25,7 +25,7 @@ from .noised import NOISE_KINDS, draw_base_seed, noised_latents as make_noised_l
 from .options import OPTION_NAMES, ItermixOptions, make_options
 from .sampling import (
     NoisedLatents, can_skip, churn_gamma, denoise_mask_at, fresh_noise, mask_after, mask_before,
-    match_normalize, mix_latents, pass_latents, pass_source, prepare_run, progress_bar, rewind_starts,
+    match_normalize, mix_latents, pass_latents, pass_starts, prepare_run, progress_bar,
     sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm,
 )
 
@@ -285,10 +285,9 @@ def sample_segments(
     x0 = x
     churn = "s_churn" in spec.own
     default_noise = "noise_sampler" in spec.parameters and noise_sampler is None
-    starts = rewind_starts(n, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
-    for p, start in enumerate(starts):
+    for p, start in enumerate(pass_starts(n, opts)):
         source = x
-        zs = pass_latents(pass_source(source, sigmas, start, noised_latents, opts), sigmas, start, x.shape, opts)
+        zs = pass_latents(source, sigmas, start, noised_latents, opts)
         if default_noise and spec.brownian:
             seed = draw_base_seed(opts.generator) if seed is None else seed
             noise_sampler = wrapped_noise_sampler(x0, sigmas, seed + p, True, opts)
