@@ -93,6 +93,16 @@ def mixing_weights(model: Any, sigmas: torch.Tensor, opts: ItermixOptions) -> to
     return c1[opts.schedule_offset:opts.schedule_offset + n]
 
 
+def check_sigmas(sigmas: Any) -> None:
+    """A sampling schedule: a 1-D tensor of n + 1 >= 2 finite, non-negative, non-increasing sigmas."""
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError("sigmas must be a 1-D tensor of at least 2 values (n + 1 for n steps)")
+    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
+        raise ValueError("sigmas must be finite and >= 0")
+    if (sigmas[1:] > sigmas[:-1]).any():
+        raise ValueError("sigmas must be non-increasing (sigma_0 >= sigma_1 >= ... >= sigma_n)")
+
+
 def prepare_run(model: Any, x: torch.Tensor, sigmas: torch.Tensor,
                 noised_latents: Optional[NoisedLatents], opts: ItermixOptions) -> torch.Tensor:
     """Check the tensors of a run against each other and return its ``c1``.
@@ -101,14 +111,9 @@ def prepare_run(model: Any, x: torch.Tensor, sigmas: torch.Tensor,
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise TypeError("x must be a floating-point latent tensor with a leading batch dimension (B, C, H, W)")
-    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError("sigmas must be a 1-D tensor of at least 2 values (n + 1 for n steps)")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf")
-    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
-        raise ValueError("sigmas must be finite and >= 0")
-    if (sigmas[1:] > sigmas[:-1]).any():
-        raise ValueError("sigmas must be non-increasing (sigma_0 >= sigma_1 >= ... >= sigma_n)")
+    check_sigmas(sigmas)
     n = len(sigmas) - 1
     if noised_latents is not None:
         _check_noised_latents(noised_latents, x, n)

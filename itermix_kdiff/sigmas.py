@@ -41,7 +41,7 @@ from typing import Callable, Mapping, Optional, Tuple, Union
 
 import torch
 
-from ._checks import check_int
+from ._checks import check_choice, check_int, check_number
 from .schedules import SCHEDULES as BLENDING_SCHEDULES
 from .schedules import pct_to_step
 
@@ -458,16 +458,13 @@ def blending_args_for_split(steps: int, start_at_step: int = 0, end_at_step: int
     check_int("steps", steps, 1)
     check_int("start_at_step", start_at_step, 0)
     check_int("end_at_step", end_at_step, 0)
-    if blending_schedule not in BLENDING_SCHEDULES:
-        raise ValueError(f"blending_schedule must be one of {', '.join(BLENDING_SCHEDULES)}; "
-                         f"got {blending_schedule!r}")
+    check_choice("blending_schedule", blending_schedule, BLENDING_SCHEDULES)
     pcts = {"start_blending_at_pct": start_blending_at_pct,
             "stop_blending_at_pct": stop_blending_at_pct,
             "clamp_blending_at_pct": clamp_blending_at_pct}
     for name, value in pcts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or value < 0):
-            raise ValueError(f"{name} must be None or a finite number >= 0, got {value!r}")
+        if value is not None:
+            check_number(name, value, low=0.0)
     end = min(end_at_step, steps)
     n = end - start_at_step
     if n < 1:

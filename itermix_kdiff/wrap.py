@@ -24,7 +24,7 @@ from ._checks import check_int
 from .noised import NOISE_KINDS, draw_base_seed, noised_latents as make_noised_latents
 from .options import OPTION_NAMES, ItermixOptions, make_options
 from .sampling import (
-    NoisedLatents, can_skip, churn_gamma, denoise_mask_at, fresh_noise, mask_after, mask_before,
+    NoisedLatents, can_skip, check_sigmas, churn_gamma, denoise_mask_at, fresh_noise, mask_after, mask_before,
     match_normalize, mix_latents, pass_latents, pass_starts, prepare_run, progress_bar,
     sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm,
 )
@@ -324,15 +324,6 @@ def sample_segments(
     return x
 
 
-def _check_schedule(sigmas: Any) -> None:
-    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError("sigmas must be a 1-D tensor of at least 2 values (n + 1 for n steps)")
-    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
-        raise ValueError("sigmas must be finite and >= 0")
-    if (sigmas[1:] > sigmas[:-1]).any():
-        raise ValueError("sigmas must be non-increasing (sigma_0 >= sigma_1 >= ... >= sigma_n)")
-
-
 def batch_unsample(x0: torch.Tensor, sigmas: torch.Tensor, *, noise: str = "independent",
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The reference's "Batch Unsampler" (A10): the noised latents ``z'_k = x0 + eps_k sigma_k``
@@ -352,7 +343,7 @@ def batch_unsample(x0: torch.Tensor, sigmas: torch.Tensor, *, noise: str = "inde
     """
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.ndim < 2:
         raise TypeError("x0 must be a floating-point latent tensor with a leading batch dimension (B, C, H, W)")
-    _check_schedule(sigmas)
+    check_sigmas(sigmas)
     if noise not in NOISE_KINDS:
         raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
     if noise == "independent" and generator is None:
@@ -407,7 +398,7 @@ def itermix_ksampler(
                         f"given and it has no clean latent")
     if not isinstance(reverse_input_batch, bool):
         raise TypeError(f"reverse_input_batch must be True or False, got {reverse_input_batch!r}")
-    _check_schedule(sigmas)
+    check_sigmas(sigmas)
     if not isinstance(latent_batch, torch.Tensor) or not latent_batch.is_floating_point() or latent_batch.ndim < 3:
         raise TypeError("latent_batch must be a floating-point tensor of shape (n + 1, B, C, H, W)")
     if len(latent_batch) != len(sigmas):
