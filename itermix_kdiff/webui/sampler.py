@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import torch
 
-from .. import sampling
+from .. import sampling, wrap
 from ..noised import add_noise, noised_latents
 from .settings import default_settings, sampler_options
 
@@ -53,10 +53,6 @@ def itermix_function(name: str) -> Optional[Callable[..., torch.Tensor]]:
     function = getattr(sampling, name, None)
     if function is not None:
         return function
-    try:
-        from .. import wrap
-    except ImportError:
-        return None
     return next((f for f in wrap.SAMPLERS.values() if getattr(f, "__name__", None) == name), None)
 
 
