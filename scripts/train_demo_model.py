@@ -39,6 +39,11 @@ def parse_args(argv=None):
     p.add_argument("--patch-size", type=int, default=2)
     p.add_argument("--mapping-out", type=int, default=128)
     p.add_argument("--ema-max", type=float, default=0.9995)
+    p.add_argument("--density-mean", type=float, default=-1.2, help="mean of ln(sigma) for the training loss")
+    p.add_argument("--density-std", type=float, default=1.2, help="std of ln(sigma) for the training loss")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start a NEW run from another run's checkpoint.pt (weights, EMA, optimiser, step), "
+                        "e.g. to try other training settings without touching that run")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--snapshot-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default); one thread is fastest on a busy machine")
@@ -55,24 +60,34 @@ def main(argv=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     config = T.demo_config(channels=args.channels, depths=args.depths, mapping_out=args.mapping_out, patch_size=args.patch_size,
-                           lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max)
+                           lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max,
+                           density_mean=args.density_mean, density_std=args.density_std)
     model, model_ema, opt = T.build(config, args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     step, elapsed, loss_ema = 0, 0.0, math.nan
-    if ckpt_path.exists():
-        state = T.load_checkpoint(ckpt_path)
-        fixed = ("model", "dataset", "ema_sched")
-        if any(state["config"][k] != config[k] for k in fixed) or state["seed"] != args.seed:
-            raise SystemExit(f"{ckpt_path} was written with another model, dataset or seed; use another --run-name")
+    if args.init_from is not None and ckpt_path.exists():
+        raise SystemExit(f"--init-from starts a new run, but {ckpt_path} exists; resume it without --init-from")
+    source = args.init_from or ckpt_path
+    if source.exists():
+        state = T.load_checkpoint(source)
+
+        def fixed(c):
+            # The architecture, data and EMA define the run; the loss's sigma density, the
+            # learning rate and the batch size are training settings a run may change.
+            model_cfg = {k: v for k, v in c["model"].items() if k != "sigma_sample_density"}
+            return model_cfg, c["dataset"], c["ema_sched"]
+
+        if fixed(state["config"]) != fixed(config) or state["seed"] != args.seed:
+            raise SystemExit(f"{source} was written with another model, dataset or seed; use another --run-name")
         if state["config"] != config:
-            # A new learning rate or batch size continues the run (e.g. a low-LR final stretch).
-            print(f"resuming with new training settings: {config['optimizer']}, {config['training']}", flush=True)
+            print(f"resuming with new training settings: {config['optimizer']}, {config['training']}, "
+                  f"sigma density {config['model']['sigma_sample_density']}", flush=True)
         model.inner_model.load_state_dict(state["model"])
         model_ema.inner_model.load_state_dict(state["model_ema"])
         opt.load_state_dict(state["opt"])
         generator.set_state(state["generator"])
         step, elapsed, loss_ema = state["step"], state["elapsed"], state["loss_ema"]
-        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+        print(f"resumed from {source} at step {step}", flush=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=4) + "\n")
     model.to(device).train()
     model_ema.to(device).eval()
