@@ -59,7 +59,8 @@ def timestep_progress(model: Any, sigmas: torch.Tensor) -> Optional[torch.Tensor
     model (or a wrapper's ``inner_model`` chain, e.g. a CFG denoiser) is a discrete
     k-diffusion wrapper with ``sigma_to_t`` and a ``sigmas`` table of T entries; else None."""
     wrapper = model
-    for _ in range(4):
+    # Bounded against cycles; deep enough for the webui's DemoFusion stack (five layers).
+    for _ in range(8):
         if hasattr(wrapper, "sigma_to_t") and isinstance(getattr(wrapper, "sigmas", None), torch.Tensor):
             T = len(wrapper.sigmas)
             t = wrapper.sigma_to_t(sigmas[:-1].to(wrapper.sigmas.device, wrapper.sigmas.dtype))

@@ -504,3 +504,93 @@ def test_install_py(webui, monkeypatch):
     metadata = configparser.ConfigParser()
     metadata.read(EXTENSION / "metadata.ini")
     assert metadata["Extension"]["Name"] == "sd-webui-itermix"
+
+
+@pytest.fixture
+def cfg_calls(webui, monkeypatch):
+    """Record ``(x shape, cond rows, step counter)`` of every call of the webui's CFG denoiser."""
+    calls = []
+    real = webui.kdiffusion.CFGDenoiser.forward
+
+    def recording(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
+        calls.append((tuple(x.shape), cond.shape[0], self.step))
+        return real(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
+
+    monkeypatch.setattr(webui.kdiffusion.CFGDenoiser, "forward", recording)
+    return calls
+
+
+def test_demofusion_sampler_tiles_the_cfg_denoiser(webui, spy, cfg_calls):
+    """A 16x16 latent with 64-pixel tiles (8 latent pixels): DemoFusion's denoiser at factor
+    2 around the webui's CFG denoiser, one 8x8 view of the whole batch per call, the step
+    counter held per step; the same numbers as the library's pieces put together by hand."""
+    from itermix_kdiff.demofusion import DemoFusionDenoiser, match_statistics, sigma_progress
+
+    w = webui
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64)
+    x0 = clean_latent(batch=2, size=16)
+    p, result = img2img(w, runner, TinySD(), x0, sampler_name="DemoFusion IterMix", denoising_strength=0.8,
+                        steps=6, seed=101, batch_size=2)
+    (call,) = spy
+    sampler = p.sampler
+    assert call.name == "sample_itermix_euler" and call.x is x0 and call.model is not sampler.model_wrap_cfg
+    assert (call.kwargs["noise"], call.kwargs["mix"], call.kwargs["blending_schedule"]) == \
+        ("shared", "before_step", "demofusion")
+    assert call.extra_keys == EXTRA_ARGS_KEYS and sampler.steps_reported == list(range(len(call.sigmas) - 1))
+
+    assert {shape for shape, _, _ in cfg_calls} == {(2, 4, 8, 8)} and {rows for _, rows, _ in cfg_calls} == {2}
+    steps = [step for _, _, step in cfg_calls]
+    assert steps == sorted(steps) and len(cfg_calls) > 4 * len(set(steps))  # several views per step
+    assert sampler.model_wrap_cfg.step == len(set(steps)) == steps[-1] + 1
+
+    cfg = sampler.model_wrap_cfg
+    fused = DemoFusionDenoiser(cfg, 8, 4, 2, view_batch_size=1, seed=101, progress_fn=sigma_progress(cfg, call.sigmas))
+    kwargs = {**call.kwargs, "callback": None, "generator": torch.Generator().manual_seed(101)}
+    expected = match_statistics(sampling.sample_itermix_euler(fused, x0, call.sigmas, **kwargs), x0)
+    torch.testing.assert_close(result.samples, expected, rtol=0, atol=1e-6)
+    assert "Itermix demofusion_tile: 64" in result.infotext
+
+    set_values(runner, preset="demofusion")  # the same skip residual on the plain CFG denoiser
+    _, plain = img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", denoising_strength=0.8, steps=6,
+                       seed=101, batch_size=2)
+    assert not torch.allclose(result.samples, plain.samples, atol=1e-3)
+    assert "demofusion_tile" not in plain.infotext
+
+
+def test_demofusion_sampler_in_hires_fix(webui, spy, cfg_calls):
+    w = webui
+    runner = start(w, False)
+    set_values(runner, demofusion_tile=64)
+    p, result = txt2img(w, runner, TinySD(), sampler_name="Euler", enable_hr=True, hr_scale=2.0,
+                        hr_sampler_name="DemoFusion IterMix", denoising_strength=0.6, steps=6, seed=111)
+    (call,) = spy
+    assert call.x.shape == result.samples.shape == (1, 4, 16, 16) and torch.isfinite(result.samples).all()
+    assert (1, 4, 8, 8) in {shape for shape, _, _ in cfg_calls}  # the tiles of the second pass
+    assert "Hires sampler: DemoFusion IterMix" in result.infotext
+
+
+def test_demofusion_sampler_inpaints_as_euler_itermix(webui, spy, caplog):
+    w = webui
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64)
+    x0 = clean_latent(size=16)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8, :] = 1
+    with caplog.at_level(logging.WARNING, logger="itermix_kdiff.webui"):
+        p, result = img2img(w, runner, TinySD(), x0, sampler_name="DemoFusion IterMix", mask=mask, seed=121)
+    assert "inpaint" in caplog.text
+    assert spy[0].model is p.sampler.model_wrap_cfg and spy[0].kwargs["noise"] == "independent"
+    _, euler = img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", mask=mask, seed=121)
+    assert torch.equal(result.samples, euler.samples)
+
+
+def test_demofusion_tile_must_be_a_multiple_of_8(webui):
+    w = webui
+    runner = start(w, True)
+    cond, uncond = conds()
+    p = w.processing.StableDiffusionProcessingImg2Img(
+        sd_model=TinySD(), cond=cond, uncond=uncond, init_latent=clean_latent(), sampler_name="DemoFusion IterMix",
+        scripts=runner, script_args=(None, {"itermix_demofusion_tile": 100}))
+    with pytest.raises(ValueError, match="itermix_demofusion_tile"):
+        runner.process(p)

@@ -26,6 +26,7 @@ SAMPLERS: Dict[str, WebuiSampler] = {
     "DPM++ SDE IterMix": WebuiSampler("sample_itermix_dpmpp_sde", "sample_dpmpp_sde", second_order=True,
                                       brownian=True),
     "DPM++ 2M SDE IterMix": WebuiSampler("sample_itermix_dpmpp_2m_sde", "sample_dpmpp_2m_sde", brownian=True),
+    "DemoFusion IterMix": WebuiSampler("sample_itermix_euler", "sample_euler", demofusion=True),
 }
 
 #: The schedulers' labels in A1111 1.10 and Forge: "<sampler> <label>" names a scheduler.
@@ -64,7 +65,7 @@ def sampler_data(label: str, sampler_data_cls: type, kdiffusion_sampler: type) -
     call the model twice per step, as the webui's own; never ``brownian_noise`` (it would
     inject a ``noise_sampler`` argument: the wrapped SDE samplers seed their own tree)."""
     entry = SAMPLERS[label]
-    alias = entry.function.replace("sample_", "", 1)
+    alias = ("demofusion_" if entry.demofusion else "") + entry.function.replace("sample_", "", 1)
     options = {"second_order": True} if entry.second_order else {}
     return sampler_data_cls(label, lambda sd_model: new_sampler(label, kdiffusion_sampler, sd_model), [alias], options)
 

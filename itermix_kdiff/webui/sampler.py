@@ -17,6 +17,11 @@ The itermix sampler then runs on the clean latent with noised latents ``z'_k`` b
 
 In txt2img there is no clean latent (``model.init_latent`` is None): the entry's plain
 k-diffusion sampler runs instead, and one log line says so.
+
+The "DemoFusion IterMix" entry runs the same Euler sampler with DemoFusion's skip residual
+(the demofusion preset, B2) on :func:`webui_demofusion_denoiser`: the CFG denoiser run on
+tiles of the model's native size fused with dilated sampling (``itermix_kdiff.demofusion``),
+one tile per call so that each call's batch lines up with the webui's conditioning.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 import torch
 
 from .. import sampling, wrap
+from ..demofusion import DemoFusionDenoiser, match_statistics, sigma_progress
 from ..noised import add_noise, noised_latents
-from .settings import default_settings, sampler_options
+from .settings import LATENT_FACTOR, default_settings, sampler_options
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +42,16 @@ logger = logging.getLogger(__name__)
 class WebuiSampler(NamedTuple):
     """One webui sampler: the itermix function's name (see :func:`itermix_function`), the
     plain ``k_diffusion.sampling`` function it falls back to in txt2img, whether it takes
-    the Perlin settings, whether it calls the model twice per step, and whether the
-    fallback's default noise is a Brownian tree (then seeded from the image seeds)."""
+    the Perlin settings, whether it calls the model twice per step, whether the
+    fallback's default noise is a Brownian tree (then seeded from the image seeds), and
+    whether the model runs as DemoFusion's tiled + dilated denoiser."""
 
     function: str
     fallback: str
     perlin: bool = False
     second_order: bool = False
     brownian: bool = False
+    demofusion: bool = False
 
 
 def itermix_function(name: str) -> Optional[Callable[..., torch.Tensor]]:
@@ -137,6 +145,65 @@ def sample_plain(label: str, entry: WebuiSampler, p: Any, model: Any, x: torch.T
     return plain(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **kwargs)
 
 
+class PinnedStep:
+    """The webui's CFG denoiser, called once per tile within one sampler step.
+
+    The CFG denoiser counts its calls in ``step``, which A1111 reads for prompt editing
+    (``[a:b:when]``): every tile of a step must see the same count, and the step as a
+    whole must advance it by one (:meth:`advance`), as a plain sampler's single call does.
+    ``inner_model`` keeps the wrapper chain the samplers search for a discrete schedule."""
+
+    def __init__(self, model: Any):
+        self.inner_model = model
+        self.step = getattr(model, "step", None)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
+        if isinstance(self.step, int):
+            self.inner_model.step = self.step
+        return self.inner_model(x, sigma, **extra_args)
+
+    def advance(self) -> None:
+        if isinstance(self.step, int):
+            self.step += 1
+            self.inner_model.step = self.step
+
+
+class StepDenoiser:
+    """``inner_model`` (a denoiser around ``pinned``), advancing the step count once per call."""
+
+    def __init__(self, inner_model: Callable[..., torch.Tensor], pinned: PinnedStep):
+        self.inner_model = inner_model
+        self.pinned = pinned
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
+        denoised = self.inner_model(x, sigma, **extra_args)
+        self.pinned.advance()
+        return denoised
+
+
+def webui_demofusion_denoiser(model: Any, shape: torch.Size, sigmas: torch.Tensor, tile: int,
+                              seed: int) -> StepDenoiser:
+    """DemoFusion's denoiser (issue 9, item 3) around the webui's CFG denoiser ``model`` for
+    latents of ``shape``.
+
+    Tiles are ``tile // 8`` latent pixels (clipped to the latent), ``stride`` half a tile,
+    the dilation factor is the latent's size in tiles rounded to the nearest integer (at
+    least 1: 2 for a 2x hires fix of a native-size image), one view per model call
+    (``view_batch_size=1``: every call has the webui's batch), jitter seeded with ``seed``,
+    DemoFusion's other defaults. The progress ``p`` comes from the webui's model wrapper
+    (its timesteps in A1111, the index in ``sigmas`` otherwise), and so does the
+    sampler's (B2): the result keeps the wrapper in its ``inner_model`` chain."""
+    height, width = shape[-2:]
+    size = max(int(tile) // LATENT_FACTOR, 1)
+    window = (min(size, height), min(size, width))
+    stride = (max(window[0] // 2, 1), max(window[1] // 2, 1))
+    factor = max(1, round(max(height, width) / size))
+    pinned = PinnedStep(model)
+    fused = DemoFusionDenoiser(pinned, window, stride, factor, view_batch_size=1,
+                               progress_fn=sigma_progress(model, sigmas), seed=seed)
+    return StepDenoiser(fused, pinned)
+
+
 def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: torch.Tensor,
                  sigmas: torch.Tensor, extra_args: Optional[Dict[str, Any]] = None,
                  callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
@@ -145,7 +212,11 @@ def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: t
     ``x`` is the webui's ``xi``; ``model.init_latent`` the clean latent ``x0`` (None in
     txt2img); the settings come from ``model.p.itermix`` (defaults when absent); the
     core sampler runs on exactly the webui's ``sigmas`` with ``extra_args`` passed on
-    unchanged, on the noised latents of :func:`webui_noised_latents`.
+    unchanged, on the noised latents of :func:`webui_noised_latents`. A DemoFusion entry
+    samples on :func:`webui_demofusion_denoiser` with the demofusion preset and matches the
+    result's mean and std to the init latent's, as DemoFusion does after each phase; it
+    cannot inpaint (the CFG denoiser blends the init latent at full size into every call),
+    so with a mask it runs as plain Euler IterMix and says so.
     """
     x0 = getattr(model, "init_latent", None)
     p = getattr(model, "p", None)
@@ -155,6 +226,13 @@ def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: t
         raise ValueError(f"{label}: the init latent's shape {tuple(x0.shape)} differs from the "
                          f"sampled latent's {tuple(x.shape)}")
     settings = getattr(p, "itermix", None) or default_settings()
+    demofusion = entry.demofusion
+    if demofusion and getattr(model, "mask", None) is not None:
+        logger.warning("%s: DemoFusion's tiles cannot be inpainted (the webui blends the mask at full "
+                       "size), sampling with Euler IterMix", label)
+        demofusion = False
+    if demofusion:
+        settings = {**settings, "preset": "demofusion"}
     seeds = image_seeds(p, x.shape[0])
     options = sampler_options(settings, perlin=entry.perlin, seed=seeds[0])
     noise = options.pop("noise", "independent")
@@ -166,5 +244,10 @@ def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: t
     z = webui_noised_latents(model_wrap, x0, x, sigmas, generators, noise)
     # Rewind passes draw fresh noise from the first image's generator, now past its first draw.
     function = itermix_function(entry.function)
+    if demofusion:
+        denoiser = webui_demofusion_denoiser(model, x0.shape, sigmas, settings["demofusion_tile"], seeds[0])
+        x = function(denoiser, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                     noised_latents=z, generator=generators[0], noise=noise, **options)
+        return match_statistics(x, x0)
     return function(model, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                     noised_latents=z, generator=generators[0], noise=noise, **options)

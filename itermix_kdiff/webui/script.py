@@ -19,4 +19,6 @@ def process(p: Any, args: Sequence[Any]) -> None:
     settings = settings_from_args(args)
     check_settings(settings)
     p.itermix = settings
-    p.extra_generation_params.update(infotext_params(settings, perlin=any(SAMPLERS[label].perlin for label in labels)))
+    entries = [SAMPLERS[label] for label in labels]
+    p.extra_generation_params.update(infotext_params(settings, perlin=any(e.perlin for e in entries),
+                                                     demofusion=any(e.demofusion for e in entries)))

@@ -5,7 +5,8 @@ Each :data:`FIELDS` entry is one control of the accordion. Its value is stored i
 ``p.itermix[name]``, recorded in the infotext as ``"Itermix <name>"`` and named
 ``"itermix_<name>"`` for the API. ``name`` is the itermix sampler keyword it sets
 (ALGORITHM.md A2, A3, A5, A7), except ``preset`` (a dict of keywords from
-:data:`itermix_kdiff.options.PRESETS` applied on top, B2).
+:data:`itermix_kdiff.options.PRESETS` applied on top, B2) and ``demofusion_tile`` (the
+window of the "DemoFusion IterMix" sampler, in pixels).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ PERLIN_MODES = ("masks", "latents", "matched_noise")
 class Field(NamedTuple):
     """One control: ``kind`` is ``"slider"`` (``bounds`` = minimum, maximum, step),
     ``"dropdown"`` (``choices``) or ``"checkbox"``; ``perlin`` fields only feed the
-    Perlin sampler."""
+    Perlin sampler, ``demofusion`` fields only the DemoFusion one."""
 
     name: str
     label: str
@@ -34,6 +35,7 @@ class Field(NamedTuple):
     choices: Tuple[str, ...] = ()
     perlin: bool = False
     info: str = ""
+    demofusion: bool = False
 
 
 FIELDS: Tuple[Field, ...] = (
@@ -52,14 +54,19 @@ FIELDS: Tuple[Field, ...] = (
     Field("perlin_mode", "Perlin mode", "dropdown", "masks", choices=PERLIN_MODES, perlin=True),
     Field("perlin_strength", "Perlin strength", "slider", 0.75, perlin=True),
     Field("perlin_scale", "Perlin scale", "slider", 10.0, bounds=(1.0, 100.0, 0.5), perlin=True),
+    Field("demofusion_tile", "DemoFusion tile", "slider", 512, bounds=(256, 2048, 64), demofusion=True,
+          info="the model's native size in pixels: 512 for SD 1.x, 1024 for SDXL"),
 )
+
+#: The latent is this many times smaller than the image (every SD-family VAE).
+LATENT_FACTOR = 8
 
 #: How the accordion lays the fields out, row by row (every field exactly once).
 ROWS: Tuple[Tuple[str, ...], ...] = (
     ("alpha_1", "blending_schedule", "blending_function"),
     ("start_blending_at_pct", "stop_blending_at_pct", "clamp_blending_at_pct"),
     ("blend_min", "blend_max"),
-    ("preset", "rewind"),
+    ("preset", "rewind", "demofusion_tile"),
     ("perlin_mode", "perlin_strength", "perlin_scale"),
 )
 
@@ -126,17 +133,20 @@ def api_params(settings: Dict[str, Any]) -> Dict[str, Any]:
     return {api_name(f): settings[f.name] for f in FIELDS}
 
 
-def infotext_params(settings: Dict[str, Any], *, perlin: bool) -> Dict[str, Any]:
+def infotext_params(settings: Dict[str, Any], *, perlin: bool, demofusion: bool = False) -> Dict[str, Any]:
     """The infotext entries for ``p.extra_generation_params`` (the Perlin fields only
-    when a Perlin sampler is in use)."""
-    return {infotext_key(f): settings[f.name] for f in FIELDS if perlin or not f.perlin}
+    when a Perlin sampler is in use, the DemoFusion ones only with the DemoFusion sampler)."""
+    return {infotext_key(f): settings[f.name] for f in FIELDS
+            if (perlin or not f.perlin) and (demofusion or not f.demofusion)}
 
 
 def sampler_options(settings: Dict[str, Any], *, perlin: bool, seed: int) -> Dict[str, Any]:
-    """The sampler keywords for these settings: every non-Perlin field, then the preset's
-    keywords on top (the demofusion preset sets noise, mix, schedule and alpha_1), then,
-    for the Perlin sampler, the Perlin fields and the mask seed (A7)."""
-    options = {f.name: settings[f.name] for f in FIELDS if not f.perlin and f.name != "preset"}
+    """The sampler keywords for these settings: every field but the Perlin and DemoFusion
+    ones, then the preset's keywords on top (the demofusion preset sets noise, mix,
+    schedule and alpha_1), then, for the Perlin sampler, the Perlin fields and the mask
+    seed (A7)."""
+    options = {f.name: settings[f.name] for f in FIELDS
+               if not (f.perlin or f.demofusion) and f.name != "preset"}
     options.update(PRESETS[settings["preset"]])
     if perlin:
         options.update({f.name: settings[f.name] for f in FIELDS if f.perlin})
@@ -152,6 +162,9 @@ def check_settings(settings: Dict[str, Any]) -> None:
         raise ValueError(f"itermix_perlin_strength must be in [0, 1], got {strength}")
     if settings["perlin_scale"] <= 0:
         raise ValueError(f"itermix_perlin_scale must be > 0, got {settings['perlin_scale']}")
+    tile = settings["demofusion_tile"]
+    if tile < LATENT_FACTOR or tile % LATENT_FACTOR:
+        raise ValueError(f"itermix_demofusion_tile must be a positive multiple of {LATENT_FACTOR} pixels, got {tile}")
 
 
 def build_ui(gr: Any, is_img2img: bool) -> List[Any]:
