@@ -175,3 +175,31 @@ def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     x, sigma, cond = inputs()
     cond = torch.nn.functional.one_hot(torch.tensor([1, 4]), 5).float()
     torch.testing.assert_close(loaded(x, sigma, mapping_cond=cond), e3(x, sigma, mapping_cond=cond))
+
+
+def test_train_script_resumes_and_forks(tmp_path, capsys):
+    """scripts/train_demo_model.py: a run continues where it stopped; --init-from starts a new
+    run at the other's step with another sigma density; an architecture change is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
+    spec = importlib.util.spec_from_file_location("train_demo_model", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = ["--channels", "8", "16", "--depths", "1", "1", "--mapping-out", "16", "--batch-size", "2",
+            "--snapshot-every", "2"]
+    first, fork = tmp_path / "first", tmp_path / "fork"
+    script.main(tiny + ["--run-dir", str(first), "--steps", "2"])
+    script.main(tiny + ["--run-dir", str(first), "--steps", "3"])
+    assert "resumed from" in capsys.readouterr().out and train.load_checkpoint(first / "checkpoint.pt")["step"] == 3
+
+    script.main(tiny + ["--run-dir", str(fork), "--steps", "4", "--init-from", str(first / "checkpoint.pt"),
+                        "--density-mean", "-0.6", "--density-std", "1.4"])
+    state = train.load_checkpoint(fork / "checkpoint.pt")
+    assert state["step"] == 4 and state["config"]["model"]["sigma_sample_density"]["mean"] == -0.6
+    assert (fork / "ema_000004.safetensors").exists() and not (fork / "ema_000002.safetensors").exists()
+    with pytest.raises(SystemExit, match="resume it without --init-from"):
+        script.main(tiny + ["--run-dir", str(fork), "--steps", "5", "--init-from", str(first / "checkpoint.pt")])
+    with pytest.raises(SystemExit, match="another model"):
+        script.main(["--channels", "12", "16"] + tiny[3:] + ["--run-dir", str(first), "--steps", "4"])
