@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Train the demo model: a class-conditional k-diffusion ImageDenoiserModelV1 on the shapes dataset.
 
-Deterministic for --seed; resumable: re-running with the same arguments (or only a new --lr or
---batch-size, e.g. for a low-LR final stretch) continues from <run-dir>/checkpoint.pt, written
-atomically every --checkpoint-minutes. Every
+Deterministic for --seed; resumable: re-running with the same arguments (or only a new --lr,
+--batch-size or sigma density, e.g. for a low-LR final stretch) continues from
+<run-dir>/checkpoint.pt, written atomically every --checkpoint-minutes. Every
 --snapshot-every steps the EMA weights are also exported in k-diffusion's inference format
 (<run-dir>/ema_<step>.json + .safetensors) so intermediate models can be evaluated while
 training goes on. Uses CUDA when available.
 
     python scripts/train_demo_model.py --run-name shapes32 --steps 40000
+    # a second run from the first one's weights, with the loss's sigmas moved up:
+    python scripts/train_demo_model.py --run-name shapes32_mid --steps 40000 \
+        --init-from ~/.cache/itermix_kdiff/train/shapes32/checkpoint.pt --density-mean -0.6 --density-std 1.4
 """
 
 import argparse
