@@ -40,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, nargs="+", default=[64, 128, 128])
     p.add_argument("--depths", type=int, nargs="+", default=[2, 2, 2])
     p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--self-attn", type=int, nargs="+", default=None,
+                   help="per level, 1 for self-attention in its blocks (default: none)")
     p.add_argument("--mapping-out", type=int, default=128)
     p.add_argument("--ema-max", type=float, default=0.9995)
     p.add_argument("--density-mean", type=float, default=-1.2, help="mean of ln(sigma) for the training loss")
@@ -63,7 +65,7 @@ def main(argv=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     config = T.demo_config(channels=args.channels, depths=args.depths, mapping_out=args.mapping_out, patch_size=args.patch_size,
-                           lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max,
+                           self_attn=args.self_attn, lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max,
                            density_mean=args.density_mean, density_std=args.density_std)
     model, model_ema, opt = T.build(config, args.seed)
     generator = torch.Generator().manual_seed(args.seed)

@@ -203,3 +203,12 @@ def test_train_script_resumes_and_forks(tmp_path, capsys):
         script.main(tiny + ["--run-dir", str(fork), "--steps", "5", "--init-from", str(first / "checkpoint.pt")])
     with pytest.raises(SystemExit, match="another model"):
         script.main(["--channels", "12", "16"] + tiny[3:] + ["--run-dir", str(first), "--steps", "4"])
+
+
+def test_demo_config_self_attention_per_level():
+    config = train.demo_config(channels=(8, 16), depths=(1, 1), mapping_out=16, size=16, self_attn=(0, 1))
+    assert config["model"]["self_attn_depths"] == [False, True]
+    model, _, _ = train.build(config, seed=0)
+    assert sum(isinstance(m, K.layers.SelfAttention2d) for m in model.modules()) == 2  # down and up block
+    with pytest.raises(ValueError, match="self_attn needs one entry per level"):
+        train.demo_config(channels=(8, 16), depths=(1, 1), self_attn=(1,))

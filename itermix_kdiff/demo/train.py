@@ -29,15 +29,20 @@ def demo_config(channels: Sequence[int] = (32, 64, 128), depths: Sequence[int] =
                 sigma_min: float = 0.02, sigma_max: float = 20.0, sigma_data: float = 0.5,
                 density_mean: float = -1.2, density_std: float = 1.2,
                 cond_dropout_rate: float = 0.1, ema_max: float = 0.9995,
-                warmup_steps: int = 200, size: int = 32, patch_size: int = 1) -> Dict[str, Any]:
+                warmup_steps: int = 200, size: int = 32, patch_size: int = 1,
+                self_attn: Optional[Sequence[bool]] = None) -> Dict[str, Any]:
     """k-diffusion config (``configs/*.json`` schema) of the demo model.
 
     Sigmas for the loss are log-normal, ``ln sigma ~ N(density_mean, density_std^2)``
     (EDM's choice for ``sigma_data = 0.5``); sampling uses ``[sigma_min, sigma_max]``.
     ``mapping_cond_dim = num_classes``: the class enters as a one-hot ``mapping_cond``.
+    ``self_attn``: per level, whether its blocks have self-attention (default: none).
     """
     if len(channels) != len(depths):
         raise ValueError(f"channels and depths need the same length, got {channels} and {depths}")
+    self_attn = [False] * len(depths) if self_attn is None else [bool(a) for a in self_attn]
+    if len(self_attn) != len(depths):
+        raise ValueError(f"self_attn needs one entry per level ({len(depths)}), got {len(self_attn)}")
     return {
         "model": {
             "type": "image_v1",
@@ -48,7 +53,7 @@ def demo_config(channels: Sequence[int] = (32, 64, 128), depths: Sequence[int] =
             "mapping_cond_dim": shapes.NUM_CLASSES,
             "depths": list(depths),
             "channels": list(channels),
-            "self_attn_depths": [False] * len(depths),
+            "self_attn_depths": self_attn,
             "has_variance": False,
             "loss_config": "karras",
             "loss_weighting": "karras",
