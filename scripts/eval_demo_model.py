@@ -7,7 +7,9 @@ true renders of the same classes (dataset seed --ref-seed, unseen in training):
 - accuracy: fraction of samples the shipped shapes classifier labels with the conditioned class
   (bar: >= 0.90);
 - sharpness / grain: batch means of itermix_kdiff.demo.metrics.edge_sharpness / grain, and their
-  relative gaps |sample - ref| / ref (bar: <= 0.25 each).
+  relative gaps |sample - ref| / ref (bar: <= 0.25 each);
+- restore_accuracy (a diagnostic, not in the bar): the same classifier on samples started from
+  the true renders noised to sigma 1 and 2: where accuracy is lost on the way down.
 
     python scripts/eval_demo_model.py                          # the shipped weights
     python scripts/eval_demo_model.py --checkpoint ~/.cache/itermix_kdiff/train/shapes32/ema_004000.safetensors
@@ -29,7 +31,7 @@ from itermix_kdiff.demo.train import SAMPLERS, sample_images  # noqa: E402
 
 
 def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2m", seed=0,
-             ref_seed=9_000_001, batch_size=50):
+             ref_seed=9_000_001, batch_size=50, restore_sigmas=(1.0, 2.0)):
     labels = torch.arange(n) % shapes.NUM_CLASSES
     generator = torch.Generator().manual_seed(seed)
     m = config["model"]
@@ -48,6 +50,16 @@ def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2
         "per_class_accuracy": {c: (pred[labels == k] == k).float().mean().item()
                                for k, c in enumerate(shapes.CLASSES)},
     }
+    report["restore_accuracy"] = {}
+    for sigma_start in restore_sigmas:
+        g = torch.Generator().manual_seed(seed + 1)
+        restored = torch.cat([
+            sample_images(denoiser, labels[i:i + batch_size], size=m["input_size"][0], steps=steps,
+                          cond_scale=cond_scale, sigma_min=m["sigma_min"], sigma_max=m["sigma_max"],
+                          sampler=sampler, generator=g, restore=reference[i:i + batch_size],
+                          sigma_start=sigma_start)
+            for i in range(0, n, batch_size)])
+        report["restore_accuracy"][sigma_start] = (classifier.predict(restored, clf) == labels).float().mean().item()
     report.update(metrics.quality_report(samples, reference))
     report["meets_bar"] = (report["accuracy"] >= 0.9 and report["sharpness_gap"] <= 0.25
                            and report["grain_gap"] <= 0.25)

@@ -43,3 +43,23 @@ def test_demo_samples_are_recognisable():
     reference, _ = shapes.render(range(20), 32, seed=5, classes=labels)
     report = metrics.quality_report(samples, reference)
     assert report["grain_gap"] < 0.6 and report["sharpness_gap"] < 0.5
+
+
+def test_restore_starts_from_noised_true_renders():
+    """sample_images(restore=..., sigma_start=...): from a little noise the model gives the
+    render back; from more it drifts further; the two arguments go together."""
+    import pytest
+
+    denoiser, _ = models.load_demo_model()
+    labels = torch.arange(5)
+    reference, _ = shapes.render(range(5), 32, seed=9, classes=labels)
+    errors = []
+    for sigma_start in (0.05, 2.0):
+        out = sample_images(denoiser, labels, steps=12, generator=torch.Generator().manual_seed(0),
+                            restore=reference, sigma_start=sigma_start)
+        errors.append((out - reference).abs().mean().item())
+    assert errors[0] < 0.03 < errors[1]
+    with pytest.raises(ValueError, match="go together"):
+        sample_images(denoiser, labels, restore=reference)
+    with pytest.raises(ValueError, match="restore must have shape"):
+        sample_images(denoiser, labels, restore=reference[:2], sigma_start=1.0)

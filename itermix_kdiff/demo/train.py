@@ -226,22 +226,36 @@ STOCHASTIC_SAMPLERS = ("euler_ancestral", "dpmpp_2m_sde")
 def sample_images(denoiser, labels: torch.Tensor, *, size: int = 32, steps: int = 24,
                   cond_scale: float = 2.0, sigma_min: float = 0.02, sigma_max: float = 20.0,
                   sampler: str = "dpmpp_2m", generator: Optional[torch.Generator] = None,
-                  device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  device=None, dtype: torch.dtype = torch.float32,
+                  restore: Optional[torch.Tensor] = None, sigma_start: Optional[float] = None) -> torch.Tensor:
     """Class-conditional samples ``(B, 3, size, size)`` from a ``class_conditional_denoiser``.
 
     Karras sigmas (rho 7) from ``sigma_max`` to ``sigma_min`` over ``steps`` steps, then 0;
     start ``x = sigma_max * N(0, I)`` drawn from ``generator``; k-diffusion's ``sampler``
     (one of ``SAMPLERS``). The stochastic ones draw their fresh noise from ``generator``
     too, so every sampler is deterministic for a seeded generator.
+
+    With ``restore`` (clean images) and ``sigma_start``: start from
+    ``restore + sigma_start * N(0, I)`` and run the part of the schedule below
+    ``sigma_start`` — how well the model keeps a true shape from that noise level.
     """
     import k_diffusion as K
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     labels = torch.as_tensor(labels).long()
-    sigmas = K.sampling.get_sigmas_karras(steps, sigma_min, sigma_max, rho=7.0).to(device, dtype)
+    if (restore is None) != (sigma_start is None):
+        raise ValueError("restore and sigma_start go together")
+    sigmas = K.sampling.get_sigmas_karras(steps, sigma_min, sigma_max, rho=7.0)
     shape = [labels.shape[0], 3, size, size]
-    x = torch.randn(shape, generator=generator).to(device, dtype) * sigma_max
+    if restore is None:
+        x = torch.randn(shape, generator=generator) * sigma_max
+    else:
+        if tuple(restore.shape) != tuple(shape):
+            raise ValueError(f"restore must have shape {tuple(shape)}, got {tuple(restore.shape)}")
+        sigmas = torch.cat([torch.tensor([float(sigma_start)]), sigmas[sigmas < sigma_start]])
+        x = restore.cpu().float() + torch.randn(shape, generator=generator) * float(sigma_start)
+    x, sigmas = x.to(device, dtype), sigmas.to(device, dtype)
     fn = getattr(K.sampling, SAMPLERS[sampler])
     extra = {"class_labels": labels.to(device), "cond_scale": cond_scale}
     kwargs = {}
