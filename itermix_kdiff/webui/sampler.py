@@ -183,8 +183,8 @@ class StepDenoiser:
 
 def webui_demofusion_denoiser(model: Any, shape: torch.Size, sigmas: torch.Tensor, tile: int,
                               seed: int) -> StepDenoiser:
-    """DemoFusion's denoiser (issue 9, item 3) around the webui's CFG denoiser ``model`` for
-    latents of ``shape``.
+    """``DemoFusionDenoiser`` (local tiles fused with dilated sampling) around the webui's CFG
+    denoiser ``model``, for latents of ``shape``.
 
     Tiles are ``tile // 8`` latent pixels (clipped to the latent), ``stride`` half a tile,
     the dilation factor is the latent's size in tiles rounded to the nearest integer (at
