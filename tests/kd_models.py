@@ -35,3 +35,13 @@ def discrete_denoiser(channels: int = 4, seed: int = 0):
     import k_diffusion as K
 
     return K.external.DiscreteEpsDDPMDenoiser(TinyEps(channels, seed), sd_alphas_cumprod(), quantize=False).eval()
+
+
+def seeded_setup(model, n: int, shape=(1, 4, 8, 8)):
+    """``(x0, sigmas, stack)``: a clean latent (seed 0), ``model``'s n-step sigmas and the
+    core's seeded noised latents for them (seed 1)."""
+    from itermix_kdiff import noised_latents
+
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    sigmas = model.get_sigmas(n)
+    return x0, sigmas, noised_latents(x0, sigmas, generator=torch.Generator().manual_seed(1))

@@ -1,14 +1,16 @@
 """The reference's other samplers: euler_perlin (A7), dpmpp_2m and lcm (A9)."""
 
+import functools
+
 import k_diffusion as K
 import pytest
 import torch
 
-from itermix_kdiff import noised_latents, sample_itermix_euler
+from itermix_kdiff import sample_itermix_euler
 from itermix_kdiff.perlin import perlin_masks
 from itermix_kdiff.sampling import sample_itermix_dpmpp_2m, sample_itermix_euler_perlin, sample_itermix_lcm
 
-from .kd_models import discrete_denoiser
+from .kd_models import discrete_denoiser, seeded_setup
 from .reference_loop import a7_euler_perlin, a9_dpmpp_2m, a9_lcm
 from .test_sampling import Counter
 
@@ -18,11 +20,7 @@ def model():
     return discrete_denoiser()
 
 
-def setup(model, n=6, shape=(1, 4, 8, 8)):
-    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    sigmas = model.get_sigmas(n)
-    stack = noised_latents(x0, sigmas, generator=torch.Generator().manual_seed(1))
-    return x0, sigmas, stack
+setup = functools.partial(seeded_setup, n=6)
 
 
 def test_dpmpp_2m_mixing_off_equals_k_diffusion(model):

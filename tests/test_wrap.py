@@ -1,3 +1,4 @@
+import functools
 import inspect
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from itermix_kdiff.sampling import (rewind_starts, sample_itermix_dpmpp_2m, samp
 from itermix_kdiff.schedules import blending_schedule
 from itermix_kdiff.wrap import KDIFFUSION_SAMPLERS, SAMPLERS, batch_unsample, itermix_ksampler, make_itermix_sampler
 
-from .kd_models import discrete_denoiser
+from .kd_models import discrete_denoiser, seeded_setup
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torchsde's float rounding notes
 
@@ -25,11 +26,7 @@ def model():
     return discrete_denoiser()
 
 
-def setup(model, n=8, shape=(1, 4, 8, 8)):
-    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    sigmas = model.get_sigmas(n)
-    stack = noised_latents(x0, sigmas, generator=torch.Generator().manual_seed(1))
-    return x0, sigmas, stack
+setup = functools.partial(seeded_setup, n=8)
 
 
 def seeded_noise(shape, seed):
