@@ -35,11 +35,16 @@ def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2
     labels = torch.arange(n) % shapes.NUM_CLASSES
     generator = torch.Generator().manual_seed(seed)
     m = config["model"]
-    samples = torch.cat([
-        sample_images(denoiser, labels[i:i + batch_size], size=m["input_size"][0], steps=steps,
-                      cond_scale=cond_scale, sigma_min=m["sigma_min"], sigma_max=m["sigma_max"],
-                      sampler=sampler, generator=generator)
-        for i in range(0, n, batch_size)])
+
+    def draw(generator, restore=None, sigma_start=None):
+        return torch.cat([
+            sample_images(denoiser, labels[i:i + batch_size], size=m["input_size"][0], steps=steps,
+                          cond_scale=cond_scale, sigma_min=m["sigma_min"], sigma_max=m["sigma_max"],
+                          sampler=sampler, generator=generator, sigma_start=sigma_start,
+                          restore=None if restore is None else restore[i:i + batch_size])
+            for i in range(0, n, batch_size)])
+
+    samples = draw(generator)
     reference, _ = shapes.render(range(n), m["input_size"][0], seed=ref_seed, classes=labels)
     clf = classifier.load_classifier()
     pred = classifier.predict(samples, clf)
@@ -52,13 +57,7 @@ def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2
     }
     report["restore_accuracy"] = {}
     for sigma_start in restore_sigmas:
-        g = torch.Generator().manual_seed(seed + 1)
-        restored = torch.cat([
-            sample_images(denoiser, labels[i:i + batch_size], size=m["input_size"][0], steps=steps,
-                          cond_scale=cond_scale, sigma_min=m["sigma_min"], sigma_max=m["sigma_max"],
-                          sampler=sampler, generator=g, restore=reference[i:i + batch_size],
-                          sigma_start=sigma_start)
-            for i in range(0, n, batch_size)])
+        restored = draw(torch.Generator().manual_seed(seed + 1), reference, sigma_start)
         report["restore_accuracy"][sigma_start] = (classifier.predict(restored, clf) == labels).float().mean().item()
     report.update(metrics.quality_report(samples, reference))
     report["meets_bar"] = (report["accuracy"] >= 0.9 and report["sharpness_gap"] <= 0.25
