@@ -538,6 +538,8 @@ def test_demofusion_sampler_tiles_the_cfg_denoiser(webui, spy, cfg_calls):
     assert (call.kwargs["noise"], call.kwargs["mix"], call.kwargs["blending_schedule"]) == \
         ("shared", "before_step", "demofusion")
     assert call.extra_keys == EXTRA_ARGS_KEYS and sampler.steps_reported == list(range(len(call.sigmas) - 1))
+    # DemoFusion's curve reads A1111's timesteps through the whole wrapper stack.
+    assert (sampling.timestep_progress(call.model, call.sigmas) is not None) == (w.flavour == "a1111")
 
     assert {shape for shape, _, _ in cfg_calls} == {(2, 4, 8, 8)} and {rows for _, rows, _ in cfg_calls} == {2}
     steps = [step for _, _, step in cfg_calls]
@@ -594,3 +596,22 @@ def test_demofusion_tile_must_be_a_multiple_of_8(webui):
         scripts=runner, script_args=(None, {"itermix_demofusion_tile": 100}))
     with pytest.raises(ValueError, match="itermix_demofusion_tile"):
         runner.process(p)
+
+
+def test_demofusion_sampler_on_a_forge_flow_model(forge, spy):
+    """Forge's flow wrapper has no discrete schedule: DemoFusion's progress is the index in
+    sigma_sched; the shared noise is Forge's own, recovered through its noise scaling."""
+    w = forge
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64)
+    x0 = clean_latent(size=16)
+    _, result = img2img(w, runner, TinySD("flow"), x0, sampler_name="DemoFusion IterMix", denoising_strength=0.6,
+                        steps=8, seed=131)
+    (call,) = spy
+    sigmas = call.sigmas
+    noise = w.processing.rng.ImageRNG(x0.shape[1:], [131]).next()
+    shared = torch.stack([s * noise + (1 - s) * x0 for s in sigmas])
+    torch.testing.assert_close(call.kwargs["noised_latents"], shared, rtol=0, atol=1e-5)
+    assert sampling.timestep_progress(call.model, sigmas) is None
+    assert result.samples.shape == x0.shape and torch.isfinite(result.samples).all()
+    torch.testing.assert_close(result.samples.mean(), x0.mean(), rtol=0, atol=1e-5)  # statistics matched to x0
