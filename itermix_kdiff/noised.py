@@ -64,10 +64,11 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> tor
     return (x0.to(dtype) + noise.to(dtype) * sigma.to(x0.device, dtype)).to(x0.dtype)
 
 
-def step_noise(x0: torch.Tensor, base_seed: int, k: int) -> torch.Tensor:
-    """Independent noise for step ``k``: a fresh generator on ``x0``'s device seeded ``base_seed + k``."""
+def step_noise(x0: torch.Tensor, base_seed: int, k: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Independent noise for step ``k``: a fresh generator on ``x0``'s device seeded ``base_seed + k``
+    (written into ``out`` when given, e.g. one slot of a preallocated stack)."""
     g = torch.Generator(device=x0.device).manual_seed(base_seed + k)
-    return torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
+    return torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device, out=out)
 
 
 def draw_base_seed(generator: Optional[torch.Generator]) -> int:
@@ -117,8 +118,7 @@ def noised_latents(
         return LazyNoisedLatents(x0, sigmas, base_seed=base_seed)
     eps = torch.empty((n1, *x0.shape), dtype=x0.dtype, device=x0.device)
     for k in range(n1):
-        g = torch.Generator(device=x0.device).manual_seed(base_seed + k)
-        torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device, out=eps[k])
+        step_noise(x0, base_seed, k, out=eps[k])
     return add_noise_(x0, eps, _per_step(sigmas, x0.ndim))
 
 
