@@ -31,7 +31,7 @@ from itermix_kdiff.demo.train import SAMPLERS, sample_images  # noqa: E402
 
 
 def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2m", seed=0,
-             ref_seed=9_000_001, batch_size=50, restore_sigmas=(1.0, 2.0)):
+             ref_seed=9_000_001, batch_size=50, restore_sigmas=(1.0, 2.0), device=None):
     labels = torch.arange(n) % shapes.NUM_CLASSES
     generator = torch.Generator().manual_seed(seed)
     m = config["model"]
@@ -41,7 +41,8 @@ def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2
             sample_images(denoiser, labels[i:i + batch_size], size=m["input_size"][0], steps=steps,
                           cond_scale=cond_scale, sigma_min=m["sigma_min"], sigma_max=m["sigma_max"],
                           sampler=sampler, generator=generator, sigma_start=sigma_start,
-                          restore=None if restore is None else restore[i:i + batch_size])
+                          restore=None if restore is None else restore[i:i + batch_size],
+                          device=device).cpu()
             for i in range(0, n, batch_size)])
 
     samples = draw(generator)
@@ -75,16 +76,18 @@ def main(argv=None):
     p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(SAMPLERS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where the model samples (e.g. cuda); the draws stay on the CPU, "
+                                                   "so a seed gives the same starting noise everywhere")
     p.add_argument("--grid", type=Path, default=None, help="save samples (top) and true renders (bottom) here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = args.config or args.checkpoint.with_suffix(".json")
     config = json.loads(config_path.read_text()) if config_path.exists() else models.read_safetensors_config(args.checkpoint)
-    model = models.load_kdiffusion_model(config, args.checkpoint)
+    model = models.load_kdiffusion_model(config, args.checkpoint, device=args.device)
     denoiser = models.class_conditional_denoiser(model, config["dataset"]["num_classes"])
     t0 = time.time()
     report, samples, reference = evaluate(denoiser, config, args.n, args.steps, args.cond_scale,
-                                          args.sampler, args.seed)
+                                          args.sampler, args.seed, device=args.device)
     report["checkpoint"] = str(args.checkpoint)
     report["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(report, indent=2))

@@ -187,12 +187,16 @@ def test_train_script_resumes_and_forks(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("train_demo_model", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    tiny = ["--channels", "8", "16", "--depths", "1", "1", "--mapping-out", "16", "--batch-size", "2",
-            "--snapshot-every", "2"]
+    tiny = ["--channels", "8", "16", "--depths", "1", "1", "--self-attn", "0", "0", "--mapping-out", "16",
+            "--batch-size", "2", "--snapshot-every", "2"]
     first, fork = tmp_path / "first", tmp_path / "fork"
     script.main(tiny + ["--run-dir", str(first), "--steps", "2"])
     script.main(tiny + ["--run-dir", str(first), "--steps", "3"])
     assert "resumed from" in capsys.readouterr().out and train.load_checkpoint(first / "checkpoint.pt")["step"] == 3
+    # --time-limit: an invocation out of time stops with a checkpoint and a snapshot of where it is.
+    script.main(tiny + ["--run-dir", str(first), "--steps", "10", "--time-limit", "0"])
+    assert "time limit of 0 s reached at step 3" in capsys.readouterr().out
+    assert train.load_checkpoint(first / "checkpoint.pt")["step"] == 3 and (first / "ema_000003.safetensors").exists()
 
     script.main(tiny + ["--run-dir", str(fork), "--steps", "4", "--init-from", str(first / "checkpoint.pt"),
                         "--density-mean", "-0.6", "--density-std", "1.4"])

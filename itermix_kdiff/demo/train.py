@@ -134,12 +134,13 @@ def train_step(model, model_ema, opt, config: Dict[str, Any], step: int, seed: i
     size = config["model"]["input_size"][0]
     density = config["model"]["sigma_sample_density"]
     num_classes = config["dataset"]["num_classes"]
-    images, labels = shapes.batch(seed, step, batch_size, size)
+    # Rendered where the model runs: on a GPU the rendering would otherwise dominate the step.
+    images, labels = shapes.batch(seed, step, batch_size, size, device=device)
     noise = torch.randn(images.shape, generator=generator)
     sigma = torch.exp(density["mean"] + density["std"] * torch.randn(batch_size, generator=generator))
     drop = torch.rand(batch_size, generator=generator) < config["dataset"]["cond_dropout_rate"]
-    cond = class_mapping_cond(labels, num_classes, drop)
-    images, noise, sigma, cond = (t.to(device) for t in (images, noise, sigma, cond))
+    cond = class_mapping_cond(labels.cpu(), num_classes, drop)
+    noise, sigma, cond = (t.to(device) for t in (noise, sigma, cond))
     for group in opt.param_groups:
         group["lr"] = learning_rate(config, step)
     loss = model.loss(images, noise, sigma, mapping_cond=cond).mean()
