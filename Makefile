@@ -13,7 +13,7 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) -m itermix_kdiff --out outputs/demo --generate 4 --scale 4 --steps 20 --threads 1
+	$(PY) -m itermix_kdiff --out outputs/demo --generate 2 --scale 4 --steps 20 --threads 2
 
 bench: venv
 	$(PY) -m benchmarks

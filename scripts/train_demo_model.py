@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--depths", type=int, nargs="+", default=[2, 2, 2])
     p.add_argument("--patch-size", type=int, default=1)
-    p.add_argument("--self-attn", type=int, nargs="+", default=[0, 1, 1],
+    p.add_argument("--self-attn", type=int, nargs="+", default=[0, 0, 1],
                    help="per level, 1 for self-attention in its blocks")
     p.add_argument("--mapping-out", type=int, default=128)
     p.add_argument("--ema-max", type=float, default=0.9995)

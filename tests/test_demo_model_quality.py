@@ -36,9 +36,9 @@ def test_demo_samples_are_recognisable():
                             sigma_min=config["model"]["sigma_min"], sigma_max=config["model"]["sigma_max"],
                             generator=g)
     assert samples.shape == (20, 3, 32, 32) and torch.isfinite(samples).all()
-    # Chance is 0.2 (P(>= 10 of 20 right by chance) ~ 0.3%); the shipped weights score 73%
-    # on 200 samples (scripts/eval_demo_model.py).
-    assert classifier.accuracy(samples, labels) >= 0.5
+    # Chance is 0.2 (P(>= 15 of 20 right by chance) < 1e-6); the shipped weights score 95% here
+    # and 90.5% on the bar's 200 samples (scripts/eval_demo_model.py).
+    assert classifier.accuracy(samples, labels) >= 0.75
     # Samples are images, not noise or mush: grain and sharpness near true renders'.
     reference, _ = shapes.render(range(20), 32, seed=5, classes=labels)
     report = metrics.quality_report(samples, reference)
