@@ -279,7 +279,7 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-TRAIN_DIR = Path(os.path.expanduser("~")) / ".cache" / "itermix_kdiff" / "train" / "shapes32"
+TRAIN_DIR = Path(os.path.expanduser("~")) / ".cache" / "itermix_kdiff" / "train" / "shapes32_p1"
 
 
 def newest_snapshot(run_dir: Path = TRAIN_DIR) -> Optional[Path]:
@@ -295,7 +295,7 @@ def load_model(device: torch.device = torch.device("cpu"),
     ``denoiser(x, sigma, class_labels=None, cond_scale=1.0)`` is
     :func:`itermix_kdiff.models.class_conditional_denoiser`. Which weights, in this order:
     ``checkpoint`` when given; the shipped ``itermix_kdiff/demo/weights/shapes_32.safetensors``;
-    the newest training snapshot (``~/.cache/itermix_kdiff/train/shapes32/ema_*``); else the
+    the newest training snapshot (``~/.cache/itermix_kdiff/train/shapes32_p1/ema_*``); else the
     demo architecture with random weights (speed only: ``info["trained"]`` is False). ``info``
     says which, and is stored with the results.
     """

@@ -12,7 +12,7 @@ true renders of the same classes (dataset seed --ref-seed, unseen in training):
   the true renders noised to sigma 1 and 2: where accuracy is lost on the way down.
 
     python scripts/eval_demo_model.py                          # the shipped weights
-    python scripts/eval_demo_model.py --checkpoint ~/.cache/itermix_kdiff/train/shapes32/ema_004000.safetensors
+    python scripts/eval_demo_model.py --checkpoint ~/.cache/itermix_kdiff/train/shapes32_p1/ema_004000.safetensors
 """
 
 import argparse

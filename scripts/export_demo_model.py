@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Export the demo model's EMA weights to the package (k-diffusion inference format, fp16).
 
-    python scripts/export_demo_model.py --run-name shapes32            # latest checkpoint.pt
-    python scripts/export_demo_model.py --snapshot ~/.cache/itermix_kdiff/train/shapes32/ema_008000.safetensors
+    python scripts/export_demo_model.py --run-name shapes32_p1         # latest checkpoint.pt
+    python scripts/export_demo_model.py --snapshot ~/.cache/itermix_kdiff/train/shapes32_p1/ema_004000.safetensors
 
 writes itermix_kdiff/demo/weights/shapes_32.json and shapes_32.safetensors (override with --out).
 """
@@ -22,7 +22,7 @@ from itermix_kdiff.demo import train as T  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-name", default="shapes32")
+    p.add_argument("--run-name", default="shapes32_p1")
     p.add_argument("--run-dir", type=Path, default=None)
     p.add_argument("--snapshot", type=Path, default=None, help="an ema_<step>.safetensors written by the trainer")
     p.add_argument("--out", type=Path, default=models.DEMO_CONFIG.with_suffix(""))
