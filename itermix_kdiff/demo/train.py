@@ -139,8 +139,8 @@ def train_step(model, model_ema, opt, config: Dict[str, Any], step: int, seed: i
     noise = torch.randn(images.shape, generator=generator)
     sigma = torch.exp(density["mean"] + density["std"] * torch.randn(batch_size, generator=generator))
     drop = torch.rand(batch_size, generator=generator) < config["dataset"]["cond_dropout_rate"]
-    cond = class_mapping_cond(labels.cpu(), num_classes, drop)
-    noise, sigma, cond = (t.to(device) for t in (noise, sigma, cond))
+    noise, sigma, drop = (t.to(device) for t in (noise, sigma, drop))
+    cond = class_mapping_cond(labels, num_classes, drop)
     for group in opt.param_groups:
         group["lr"] = learning_rate(config, step)
     loss = model.loss(images, noise, sigma, mapping_cond=cond).mean()
