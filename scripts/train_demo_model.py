@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the demo model: a class-conditional k-diffusion ImageDenoiserModelV1 on the shapes dataset.
 
-Deterministic for --seed; resumable: re-running with the same arguments (or only a new --lr,
+Deterministic for --seed (on the CPU; CUDA with TF32 is not bit-reproducible); resumable: re-running with the same arguments (or only a new --lr,
 --batch-size or sigma density, e.g. for a low-LR final stretch) continues from
 <run-dir>/checkpoint.pt, written atomically every --checkpoint-minutes. Every
 --snapshot-every steps the EMA weights are also exported in k-diffusion's inference format
