@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Train the demo model: a class-conditional k-diffusion ImageDenoiserModelV1 on the shapes dataset.
 
-Deterministic for --seed (on the CPU; CUDA with TF32 is not bit-reproducible); resumable: re-running with the same arguments (or only a new --lr,
---batch-size or sigma density, e.g. for a low-LR final stretch) continues from
-<run-dir>/checkpoint.pt, written atomically every --checkpoint-minutes. Every
+Deterministic for --seed (on the CPU; CUDA with TF32 is not bit-reproducible); resumable:
+re-running with the same arguments (or only a new --lr, --batch-size or sigma density, e.g. for
+a low-LR final stretch) continues from <run-dir>/checkpoint.pt, written atomically every --checkpoint-minutes. Every
 --snapshot-every steps the EMA weights are also exported in k-diffusion's inference format
 (<run-dir>/ema_<step>.json + .safetensors) so intermediate models can be evaluated while
 training goes on. --time-limit ends this invocation after that many seconds (checkpoint and
