@@ -6,8 +6,9 @@ re-running with the same arguments (or only a new --lr, --batch-size or sigma de
 a low-LR final stretch) continues from <run-dir>/checkpoint.pt, written atomically every
 --checkpoint-minutes. Every --snapshot-every steps the EMA weights are also exported in
 k-diffusion's inference format (<run-dir>/ema_<step>.json + .safetensors) so intermediate models
-can be evaluated while training goes on. --time-limit ends this invocation after that many seconds (checkpoint and
-snapshot written, so the same command continues later). Uses CUDA when available (TF32 on).
+can be evaluated while training goes on. --time-limit ends this invocation after that many
+seconds (checkpoint and snapshot written, so the same command continues later). Uses CUDA when
+available (TF32 on).
 
     # the shipped model (the defaults are its architecture and settings; under 4 minutes on one H200):
     python scripts/train_demo_model.py --run-name shapes32_p1 --steps 4361
