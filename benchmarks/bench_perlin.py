@@ -1,6 +1,6 @@
 """Time ``perlin_masks`` against a straightforward per-mask loop of the same definition.
 
-Run as ``python -m benchmarks.bench_perlin``. The baseline below computes ALGORITHM.md
+Run as ``python -m benchmarks.bench_perlin``. The baseline below computes docs/algorithm.md
 A8 one mask at a time, with the textbook improved-noise hash chain and gradient
 selection on every pixel; both must give the same masks (up to float32 rounding),
 which is asserted before anything is timed. Timings are the best of several

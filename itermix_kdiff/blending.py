@@ -1,4 +1,4 @@
-"""Blending functions ``blend(noised, x, weight)`` (ALGORITHM.md A3).
+"""Blending functions ``blend(noised, x, weight)`` (docs/algorithm.md A3).
 
 ``noised`` is the noised latent ``z'`` (the reference's ``l1``), ``x`` the running
 latent (``l2``), ``weight`` the schedule value ``c1[i]``: weight 0 returns

@@ -33,7 +33,7 @@ from .blending import BLENDING_FUNCTIONS
 from .noised import NOISE_KINDS
 from .options import MIX_MODES, OPTION_NAMES, PRESETS, ItermixOptions, make_options
 from .pipeline import UPSCALE_METHODS
-from .schedules import SCHEDULES
+from .blending_schedules import BLENDING_SCHEDULES
 
 PROG = "itermix-upscale"
 
@@ -48,7 +48,7 @@ NOT_FLAGS = {
 #: The accepted values of the ItermixOptions fields that are names.
 OPTION_CHOICES = {
     "noise": NOISE_KINDS,
-    "blending_schedule": SCHEDULES,
+    "blending_schedule": BLENDING_SCHEDULES,
     "blending_function": tuple(BLENDING_FUNCTIONS),
     "mix": MIX_MODES,
 }
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hires-denoise", type=float, default=0.5,
                    help="denoise of the hires-fix img2img baseline (default 0.5)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    o = p.add_argument_group("mixing options (on top of --preset; ALGORITHM.md sections in brackets)")
+    o = p.add_argument_group("mixing options (on top of --preset; docs/algorithm.md sections in brackets)")
     o.add_argument("--preset", choices=tuple(PRESETS), default="reference",
                    help="reference (default): the ComfyUI pack's defaults; demofusion: DemoFusion's own skip "
                         "residual with its tiled local + dilated global denoiser")

@@ -1,7 +1,7 @@
 """DemoFusion's tiled ("local") and dilated ("global") denoising as k-diffusion model wrappers.
 
 DemoFusion (Du et al., 2023) makes a model trained at one size generate images several times
-larger with three mechanisms: the skip residual (iterative mixing, ALGORITHM.md B2, done by
+larger with three mechanisms: the skip residual (iterative mixing, docs/algorithm.md B2, done by
 `itermix_kdiff.sampling`), MultiDiffusion-style tiled denoising and dilated sampling. The last
 two act on the denoiser call alone, so here they are wrappers with k-diffusion's denoiser
 signature `(x, sigma, **extra_args) -> denoised` that work with every model and every sampler.
@@ -374,7 +374,7 @@ class DilatedDenoiser(nn.Module):
 # 3. Both, fused per step
 
 def sigma_progress(model: Any = None, sigmas: Optional[torch.Tensor] = None) -> Callable[[torch.Tensor], float]:
-    """A function `sigma -> p` in [0, 1], the progress through sampling (ALGORITHM.md B2).
+    """A function `sigma -> p` in [0, 1], the progress through sampling (docs/algorithm.md B2).
 
     Where `model` (or a wrapper in its `inner_model` chain, e.g. a CFG denoiser) is a
     discrete-schedule wrapper: `p = (T − t)/T` with `t = sigma_to_t(sigma)` and T its number
@@ -484,7 +484,7 @@ def demofusion_upscale(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, 
                        return_phases: bool = False) -> Union[torch.Tensor, List[torch.Tensor]]:
     """DemoFusion's progressive upscaling of a clean base-size latent `x0` (B, C, H, W).
 
-    For each phase s = 2..scale (ALGORITHM.md B2 for the skip residual):
+    For each phase s = 2..scale (docs/algorithm.md B2 for the skip residual):
 
         x = bicubic(x, (s·H, s·W))                          # from the previous phase
         x = sample_itermix_euler(D_s, x, sigmas, **DEMOFUSION, alpha_1=cosine_scale_1)

@@ -1,4 +1,4 @@
-"""Noised latents ``z'_k = x0 + eps_k * sigma_k`` (ALGORITHM.md A1, B1, B2).
+"""Noised latents ``z'_k = x0 + eps_k * sigma_k`` (docs/algorithm.md A1, B1, B2).
 
 Three ways to get them:
 

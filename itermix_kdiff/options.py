@@ -17,14 +17,14 @@ import torch
 from ._checks import check_choice, check_int, check_number
 from .blending import BLENDING_FUNCTIONS
 from .noised import NOISE_KINDS
-from .schedules import SCHEDULES
+from .blending_schedules import BLENDING_SCHEDULES
 
 MIX_MODES = ("after_step", "before_step")
 
 
 @dataclasses.dataclass(frozen=True)
 class ItermixOptions:
-    """Every mixing option with its default (ALGORITHM.md section in brackets).
+    """Every mixing option with its default (docs/algorithm.md section in brackets).
 
     generator: torch.Generator for the noised latents (None: the global RNG, as the reference) [A1]
     noise: "independent" (a new eps per step, A1) or "shared" (one eps, B2)
@@ -101,7 +101,7 @@ def make_options(**kwargs: Any) -> ItermixOptions:
     opts = ItermixOptions(**kwargs)
 
     check_choice("noise", opts.noise, NOISE_KINDS)
-    check_choice("blending_schedule", opts.blending_schedule, SCHEDULES)
+    check_choice("blending_schedule", opts.blending_schedule, BLENDING_SCHEDULES)
     check_choice("blending_function", opts.blending_function, tuple(BLENDING_FUNCTIONS))
     check_choice("mix", opts.mix, MIX_MODES)
     if opts.generator is not None and not isinstance(opts.generator, torch.Generator):

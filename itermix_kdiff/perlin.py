@@ -1,4 +1,4 @@
-"""Perlin power-fractal masks (ALGORITHM.md A8) and mixing-mask batches (B3).
+"""Perlin power-fractal masks (docs/algorithm.md A8) and mixing-mask batches (B3).
 
 ``perlin_masks`` gives the same numbers as the reference node pack's
 ``utils/noise.py`` for the same seed, but builds the whole batch in one pass of

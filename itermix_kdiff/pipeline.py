@@ -325,9 +325,8 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
     upscaled previous ``hires`` at ``hires_denoise``). ``denoise_mask``/``mixing_mask``
     (``(1, 1, h, w)`` in [0, 1]) are resized to each stage. With ``demofusion`` the itermix
     pass denoises through :class:`itermix_kdiff.demofusion.DemoFusionDenoiser` (windows of the
-    base size at half-window stride, dilation factor = the stage's total scale; issue 9's
-    full DemoFusion). ``progress(label)`` is called
-    before each pass. Returns ``{"stages": [{"size", "upscaled", "itermix", "cleanup",
+    base size at half-window stride, dilation factor = the stage's total scale: full
+    DemoFusion). ``progress(label)`` is called before each pass. Returns ``{"stages": [{"size", "upscaled", "itermix", "cleanup",
     "hires", "seconds": {...}}, ...], "seeds": stage_seeds(seed, stages), "sigmas": ...}``.
     """
     if scale < 2 or scale & (scale - 1):

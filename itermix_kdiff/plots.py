@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from .blending import BLENDING_FUNCTIONS
-from .schedules import SCHEDULES, blending_schedule
+from .blending_schedules import BLENDING_SCHEDULES, blending_schedule
 
 Size = Tuple[float, float]
 
@@ -133,7 +133,7 @@ def plot_schedule_options(steps: int = 40, figsize: Size = (12, 7), dpi: int = 1
     _style(axes[2], "clamp_blending_at_pct (cosine): cut to 1", ylabel="")
     curves(axes[3], "cosine", ("blend_min", "blend_max"), ((0.0, 1.0), (0.2, 1.0), (0.0, 0.8), (0.2, 0.8)))
     _style(axes[3], "blend_min / blend_max (cosine): squeeze c1")
-    for schedule in SCHEDULES:
+    for schedule in BLENDING_SCHEDULES:
         axes[4].plot(t, blending_schedule(steps, schedule).numpy(), label=schedule, marker=".", ms=3)
     axes[4].legend(fontsize=7)
     _style(axes[4], "the schedules at alpha_1 = 2.4", ylabel="")

@@ -1,4 +1,4 @@
-"""Iterative-mixing samplers with k-diffusion's conventions (ALGORITHM.md A4–A6, B1–B3).
+"""Iterative-mixing samplers with k-diffusion's conventions (docs/algorithm.md A4–A6, B1–B3).
 
 A sampler here is called like ``k_diffusion.sampling.sample_euler(model, x, sigmas, ...)``
 except that ``x`` is the CLEAN latent (ComfyUI's SamplerCustom with add_noise off):
@@ -16,7 +16,7 @@ import torch
 from ._checks import check_int, check_number
 from .noised import LazyNoisedLatents, noised_latents as make_noised_latents
 from .options import ItermixOptions, make_options
-from .schedules import blending_schedule
+from .blending_schedules import blending_schedule
 
 NoisedLatents = Union[torch.Tensor, LazyNoisedLatents, Sequence[torch.Tensor]]
 
@@ -171,7 +171,7 @@ def pass_latents(x: torch.Tensor, sigmas: torch.Tensor, start: int, given: Optio
     ``x`` (:func:`pass_source`), for steps ``start .. n-1``, each multiplied by the denoise mask
     as the reference does before its loop: the mask function is applied to the previous step's
     result rather than to the original mask, so with a ``denoise_mask_fn`` the masks compound
-    (the reference's code; ALGORITHM.md A4 says ``M'(sigma_k)``)."""
+    (the reference's code; docs/algorithm.md A4 says ``M'(sigma_k)``)."""
     z = pass_source(x, sigmas, start, given, opts)  # drawn now, before the pass's other noise
     return masked_latents(z, x.shape, sigmas, start, opts)
 
@@ -300,7 +300,7 @@ def sample_itermix_euler(
     s_tmax: float = float("inf"),
     s_noise: float = 1.0,
 ) -> torch.Tensor:
-    """Euler sampling with iterative mixing: the reference's ``euler`` (ALGORITHM.md A4).
+    """Euler sampling with iterative mixing: the reference's ``euler`` (docs/algorithm.md A4).
 
     ``x`` is the clean latent ``x0``; ``z'_k = x0 + eps_k sigma_k`` (A1, or ``noised_latents``
     when given: a stack, a stack without batch dimension, or a lazy source). Per step i::

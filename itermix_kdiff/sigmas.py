@@ -2,10 +2,10 @@
 
 The reference pack's ``IterativeMixingScheduler`` and ``IterativeMixingSchedulerAdvanced``
 nodes turn (model, scheduler name, steps, denoise) into the sigmas fed to the mixing
-sampler (seed-README). :func:`get_sigmas` and :func:`get_sigmas_advanced` do the same for
+sampler (the reference's README). :func:`get_sigmas` and :func:`get_sigmas_advanced` do the same for
 k-diffusion models, giving the sigmas ComfyUI gives for the same model and name (and
 AUTOMATIC1111's where the two agree; each schedule's docstring says where they do not).
-:func:`blending_args_for_split` keeps the blending curve (ALGORITHM.md A2) of a run split
+:func:`blending_args_for_split` keeps the blending curve (docs/algorithm.md A2) of a run split
 across two samplers aligned with the unsplit run.
 
 ``model`` may be
@@ -42,8 +42,7 @@ from typing import Callable, Mapping, Optional, Tuple, Union
 import torch
 
 from ._checks import check_choice, check_int, check_number
-from .schedules import SCHEDULES as BLENDING_SCHEDULES
-from .schedules import pct_to_step
+from .blending_schedules import BLENDING_SCHEDULES, pct_to_step
 
 SigmaRange = Tuple[Optional[float], Optional[float]]
 
@@ -425,7 +424,7 @@ def blending_args_for_split(steps: int, start_at_step: int = 0, end_at_step: int
                             stop_blending_at_pct: Optional[float] = 1.0,
                             clamp_blending_at_pct: Optional[float] = 1.0) -> dict:
     """Sampler keywords that give the steps ``start_at_step..`` of a run split with
-    :func:`get_sigmas_advanced` the blending weights ``c1`` (ALGORITHM.md A2) of the unsplit
+    :func:`get_sigmas_advanced` the blending weights ``c1`` (docs/algorithm.md A2) of the unsplit
     ``steps``-step run, step for step.
 
     A2 converts the percentages with the run's own step count n (``stop = int(stop_pct * n)``
@@ -446,7 +445,7 @@ def blending_args_for_split(steps: int, start_at_step: int = 0, end_at_step: int
     ``steps`` is the unsplit run's step count, ``len(get_sigmas(...)) - 1`` (for
     ``ddim_uniform`` and ``beta`` that can differ from the ``steps`` asked for).
 
-    Worked example (the seed-README's: 40 steps, split at step 20, cosine, stop 1.0, clamp 1.0):
+    Worked example (the reference README's: 40 steps, split at step 20, cosine, stop 1.0, clamp 1.0):
     the full run has ``stop = int(1.0 * 40) = 40``. The first sampler gets
     ``sigmas[0:21]`` (20 steps); ``blending_args_for_split(40, 0, 20)`` gives
     ``stop_blending_at_pct=2.0`` (``int(2.0 * 20) = 40``: the curve stretched to twice the slice,

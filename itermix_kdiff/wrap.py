@@ -1,5 +1,5 @@
 """Iterative mixing around any k-diffusion sampler, the two-node flow, and the registry
-of every itermix sampler (ALGORITHM.md A4, A5, A10, B2, B3).
+of every itermix sampler (docs/algorithm.md A4, A5, A10, B2, B3).
 
 :func:`make_itermix_sampler` turns ``k_diffusion.sampling.sample_heun`` (or any sampler
 with the k-diffusion signature) into an iterative-mixing sampler: it runs the wrapped

@@ -1,4 +1,4 @@
-"""ALGORITHM.md A4/A5 written out literally, step by step, with none of the
+"""docs/algorithm.md A4/A5 written out literally, step by step, with none of the
 package's loop code: the tests compare the package's samplers against it.
 It draws noise exactly as A1 says (one global randn per pass, k-major) and never
 skips a model call."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from itermix_kdiff.blending import BLENDING_FUNCTIONS
-from itermix_kdiff.schedules import blending_schedule
+from itermix_kdiff.blending_schedules import blending_schedule
 
 
 def a1_stack(x0, sigmas):

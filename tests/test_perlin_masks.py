@@ -1,4 +1,4 @@
-"""Perlin power-fractal masks (ALGORITHM.md A8) and mixing-mask batches (B3)."""
+"""Perlin power-fractal masks (docs/algorithm.md A8) and mixing-mask batches (B3)."""
 
 import math
 

@@ -11,7 +11,7 @@ import torch
 from itermix_kdiff import sigmas as S
 from itermix_kdiff.options import make_options
 from itermix_kdiff.sampling import mixing_weights, sample_itermix_euler
-from itermix_kdiff.schedules import blending_schedule
+from itermix_kdiff.blending_schedules import blending_schedule
 from .kd_models import TinyEps, discrete_denoiser, sd_alphas_cumprod
 
 # Stable Diffusion's well-known sigma range (sqrt((1 - a)/a) at the table's two ends, float32).

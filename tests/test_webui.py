@@ -1,5 +1,5 @@
 """The webui shim (itermix_kdiff.webui and extensions/sd-webui-itermix) against a stand-in
-of the webui's ``modules`` package (tests/webui_standin, written from WEBUI-API.md) in two
+of the webui's ``modules`` package (tests/webui_standin, written from docs/webui-api.md) in two
 flavours, A1111 1.10 and Forge, with real k-diffusion model wrappers."""
 
 from __future__ import annotations

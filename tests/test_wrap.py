@@ -10,7 +10,7 @@ import torch
 from itermix_kdiff import DEMOFUSION, noised_latents, sample_itermix_euler
 from itermix_kdiff.sampling import (rewind_starts, sample_itermix_dpmpp_2m, sample_itermix_euler_perlin,
                                     sample_itermix_lcm)
-from itermix_kdiff.schedules import blending_schedule
+from itermix_kdiff.blending_schedules import blending_schedule
 from itermix_kdiff.wrap import KDIFFUSION_SAMPLERS, SAMPLERS, batch_unsample, itermix_ksampler, make_itermix_sampler
 
 from .kd_models import discrete_denoiser, seeded_setup

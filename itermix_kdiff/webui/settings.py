@@ -4,7 +4,7 @@ infotext (PNG info), the HTTP API and the sampler.
 Each :data:`FIELDS` entry is one control of the accordion. Its value is stored in
 ``p.itermix[name]``, recorded in the infotext as ``"Itermix <name>"`` and named
 ``"itermix_<name>"`` for the API. ``name`` is the itermix sampler keyword it sets
-(ALGORITHM.md A2, A3, A5, A7), except ``preset`` (a dict of keywords from
+(docs/algorithm.md A2, A3, A5, A7), except ``preset`` (a dict of keywords from
 :data:`itermix_kdiff.options.PRESETS` applied on top, B2) and ``demofusion_tile`` (the
 window of the "DemoFusion IterMix" sampler, in pixels).
 """
@@ -16,7 +16,7 @@ from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 from ..blending import BLENDING_FUNCTIONS
 from ..options import PRESETS, make_options
-from ..schedules import SCHEDULES
+from ..blending_schedules import BLENDING_SCHEDULES
 
 TITLE = "Iterative Mixing"
 PERLIN_MODES = ("masks", "latents", "matched_noise")
@@ -41,7 +41,7 @@ class Field(NamedTuple):
 FIELDS: Tuple[Field, ...] = (
     Field("alpha_1", "alpha_1", "slider", 2.4, bounds=(0.0, 10.0, 0.1),
           info="steepness of the blending curve"),
-    Field("blending_schedule", "Schedule", "dropdown", "cosine", choices=SCHEDULES),
+    Field("blending_schedule", "Schedule", "dropdown", "cosine", choices=BLENDING_SCHEDULES),
     Field("blending_function", "Blend function", "dropdown", "addition", choices=tuple(BLENDING_FUNCTIONS)),
     Field("start_blending_at_pct", "Start blending at", "slider", 0.0),
     Field("stop_blending_at_pct", "Stop blending at", "slider", 1.0),

@@ -174,7 +174,7 @@ class KDiffusionSampler:
         if "eta" in parameters:
             extra_params_kwargs["eta"] = self.eta
         if self.config is not None and self.config.options.get("brownian_noise", False):
-            # Injected whatever the function's signature (WEBUI-API.md).
+            # Injected whatever the function's signature (docs/webui-api.md).
             extra_params_kwargs["noise_sampler"] = lambda sigma, sigma_next: torch.randn_like(p.rng.next())
         return extra_params_kwargs
 

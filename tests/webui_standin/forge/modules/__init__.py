@@ -1,6 +1,6 @@
 """Stand-in for Forge's ``modules`` package: the A1111 1.10.1 stand-in (which Forge is
 based on) with ``FLAVOUR = "forge"``, which switches on Forge's differences listed in
-WEBUI-API.md: ``sd_samplers.add_sampler``, ``xi`` from the predictor's
+docs/webui-api.md: ``sd_samplers.add_sampler``, ``xi`` from the predictor's
 ``noise_scaling`` (flow models included), ``process_before_every_sampling`` called twice
 in the hires pass."""
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from itermix_kdiff import SCHEDULES, blending_schedule
+from itermix_kdiff import BLENDING_SCHEDULES, blending_schedule
 
 
 def close(a, b, tol=1e-6):
@@ -11,8 +11,8 @@ def close(a, b, tol=1e-6):
 
 
 def test_names_and_dtype():
-    assert SCHEDULES == ("cosine", "linear", "logistic", "demofusion")
-    for name in SCHEDULES:
+    assert BLENDING_SCHEDULES == ("cosine", "linear", "logistic", "demofusion")
+    for name in BLENDING_SCHEDULES:
         c1 = blending_schedule(12, name)
         assert c1.dtype == torch.float32 and c1.shape == (12,)
         assert (c1 >= 0).all() and (c1 <= 1).all()

@@ -1,6 +1,6 @@
 """Blending schedules: the weight ``c1`` of the running latent at each step.
 
-ALGORITHM.md A2 (the reference's ``cosine``, ``linear`` and ``logistic``) and B2
+docs/algorithm.md A2 (the reference's ``cosine``, ``linear`` and ``logistic``) and B2
 (``demofusion``). ``c1`` rises from 0 towards 1; ``1 - c1`` is the share of the
 noised latent ``z'``. The reference computes in float32 with integer step
 indices, and so do we, expression for expression, so that its numbers come out
@@ -15,7 +15,7 @@ import torch
 
 from ._checks import check_choice, check_int, check_number
 
-SCHEDULES = ("cosine", "linear", "logistic", "demofusion")
+BLENDING_SCHEDULES = ("cosine", "linear", "logistic", "demofusion")
 
 
 def pct_to_step(pct: Optional[float], steps: int, default: int) -> int:
@@ -66,7 +66,7 @@ def blending_schedule(
     blend_max: float = 1.0,
     progress: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """The blending weights ``c1`` (float32, length ``steps``) of ALGORITHM.md A2 / B2.
+    """The blending weights ``c1`` (float32, length ``steps``) of docs/algorithm.md A2 / B2.
 
     With ``t = 0..steps-1``, ``start = int(start_pct * steps)``, ``stop = int(stop_pct * steps)``
     (a None percentage means 0 for start and ``steps`` for stop and clamp):
@@ -83,7 +83,7 @@ def blending_schedule(
     Then ``c1[int(clamp_pct * steps):] = 1`` and ``c1 = lerp(blend_min, blend_max, c1)``.
     """
     check_int("steps", steps, low=1)
-    check_choice("blending_schedule", schedule, SCHEDULES)
+    check_choice("blending_schedule", schedule, BLENDING_SCHEDULES)
     check_number("alpha_1", alpha_1, low=0.0)
     for name, value in (("start_blending_at_pct", start_blending_at_pct),
                         ("stop_blending_at_pct", stop_blending_at_pct),
