@@ -31,6 +31,9 @@ from ._checks import check_choice, check_int, check_number
 # The reference wraps lattice coordinates with ``% 255``.
 LATTICE_PERIOD = 255
 
+#: How ``sample_itermix_euler_perlin`` applies the Perlin tensors (docs/algorithm.md A7).
+PERLIN_MODES = ("masks", "latents", "matched_noise")
+
 DeviceLike = Optional[Union[str, torch.device]]
 
 

@@ -16,6 +16,7 @@ import torch
 from ._checks import check_int, check_number
 from .noised import LazyNoisedLatents, noised_latents as make_noised_latents
 from .options import ItermixOptions, make_options
+from .perlin import PERLIN_MODES
 from .blending_schedules import blending_schedule
 
 NoisedLatents = Union[torch.Tensor, LazyNoisedLatents, Sequence[torch.Tensor]]
@@ -365,8 +366,6 @@ def sample_itermix_euler(
         x = match_normalize(x, x0)
     return x
 
-
-PERLIN_MODES = ("masks", "latents", "matched_noise")
 
 
 def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: int, scale: float,

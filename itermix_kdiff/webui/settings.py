@@ -15,11 +15,11 @@ import math
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 from ..blending import BLENDING_FUNCTIONS
-from ..options import PRESETS, make_options
 from ..blending_schedules import BLENDING_SCHEDULES
+from ..options import PRESETS, make_options
+from ..perlin import PERLIN_MODES
 
 TITLE = "Iterative Mixing"
-PERLIN_MODES = ("masks", "latents", "matched_noise")
 
 
 class Field(NamedTuple):
