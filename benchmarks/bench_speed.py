@@ -187,7 +187,8 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
     import k_diffusion.sampling
 
     from itermix_kdiff.options import PRESETS, make_options
-    from itermix_kdiff.sampling import mixing_weights, rewind_starts
+    from itermix_kdiff._loop import pass_starts
+    from itermix_kdiff.blending_schedules import sampler_weights
 
     rows = []
     x0 = torch.zeros(1, 4, 8, 8)
@@ -202,8 +203,8 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
             itermix_sampler(sampler_name)(counter, x0, sigmas, None, None, True,
                                           generator=torch.Generator().manual_seed(0), **options)
             opts = make_options(**options)
-            c1 = mixing_weights(free_denoiser, sigmas, opts)
-            starts = rewind_starts(steps, opts.rewind_min, opts.rewind_max) if opts.rewind else [0]
+            c1 = sampler_weights(free_denoiser, sigmas, opts)
+            starts = pass_starts(steps, opts)
             steps_run = sum(steps - s for s in starts)
             skippable = sampler_name != "dpmpp_2m" and opts.mix == "after_step"
             predicted = steps_run - (sum(int((c1[s:] == 0).sum()) for s in starts) if skippable else 0)

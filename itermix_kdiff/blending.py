@@ -8,7 +8,7 @@ latent (``l2``), ``weight`` the schedule value ``c1[i]``: weight 0 returns
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Union
+from typing import Callable, Dict, Optional, Union
 
 import torch
 
@@ -65,3 +65,14 @@ BLENDING_FUNCTIONS: Dict[str, Callable[[torch.Tensor, torch.Tensor, Weight], tor
     "slerp": blend_slerp,
     "norm_only": blend_norm_only,
 }
+
+
+def masked_blend(blend: Callable[[torch.Tensor, torch.Tensor, Weight], torch.Tensor], noised: torch.Tensor,
+                 x: torch.Tensor, weight: Weight, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``blend(noised, x, weight)``, limited by a mixing mask ``m`` (1 where the noised latent
+    may be mixed in) when one is given: ``blend(noised, x, weight) m + x (1 - m)`` (B3)."""
+    mixed = blend(noised, x, weight)
+    if mask is None:
+        return mixed
+    mask = mask.to(x.device, x.dtype)
+    return mixed * mask + x * (1 - mask)

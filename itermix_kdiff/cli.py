@@ -214,7 +214,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dic
     ``options`` and ``sampler_kwargs``."""
     import torch
 
-    from .sampling import mixing_weights
+    from .blending_schedules import mixing_weights
     from .wrap import SAMPLERS
 
     if args.steps < 1:
@@ -235,7 +235,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dic
     options = resolve_options(args)
     try:
         opts = make_options(**options)
-        mixing_weights(None, torch.ones(args.steps + 1), opts)
+        mixing_weights(args.steps, opts)
     except (ValueError, TypeError) as e:
         parser.error(as_flags(str(e)))
     fn = SAMPLERS[args.sampler]
@@ -379,7 +379,7 @@ def run(args: argparse.Namespace, resolved: Dict[str, Any], inputs: Inputs, argv
     import itermix_kdiff
 
     from . import pipeline
-    from .sampling import mixing_weights
+    from .blending_schedules import sampler_weights
     from .wrap import SAMPLERS
 
     t_start = time.perf_counter()
@@ -465,7 +465,7 @@ def run(args: argparse.Namespace, resolved: Dict[str, Any], inputs: Inputs, argv
         "options": options,
         "seeds": seeds,
         "sigmas": [round(s, 6) for s in result["sigmas"].tolist()],
-        "c1": [round(c, 6) for c in mixing_weights(model.denoiser, result["sigmas"].cpu(), opts).tolist()],
+        "c1": [round(c, 6) for c in sampler_weights(model.denoiser, result["sigmas"].cpu(), opts).tolist()],
         "stages": [{"name": f"stage{k}", "size": list(st["size"]), "seconds": st["seconds"]}
                    for k, st in enumerate(result["stages"], 1)],
         "timings": timings,

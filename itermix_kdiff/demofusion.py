@@ -23,7 +23,10 @@ from torch import nn
 
 from ._checks import check_int, check_number
 from .options import DEMOFUSION
-from .sampling import progress_bar, sample_itermix_euler, timestep_progress
+from ._loop import progress_bar
+from .blending_schedules import cosine_factor, discrete_wrapper, timestep_progress
+from .sampling import sample_itermix_euler
+from .statistics import match_statistics
 
 IntPair = Union[int, Tuple[int, int]]
 
@@ -304,17 +307,6 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int, std: float) -> torch.Tensor
     return F.conv2d(x, kernel, padding=kernel_size // 2, groups=channels)
 
 
-def match_statistics(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`(x − mean(x)) / std(x) · std(like) + mean(like)`, statistics per batch row over (C, H, W).
-
-    DemoFusion takes them over the whole tensor; per row is the same for one image and keeps
-    batch rows independent.
-    """
-    dims = tuple(range(1, x.ndim))
-    mean, std = x.mean(dims, keepdim=True), x.std(dims, keepdim=True)
-    return (x - mean) / std * like.std(dims, keepdim=True) + like.mean(dims, keepdim=True)
-
-
 def dilated_denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, *, factor: int,
                     blur_sigma: float = 0.0, view_batch_size: int = 16,
                     extra_args: Optional[dict] = None) -> torch.Tensor:
@@ -387,7 +379,7 @@ def sigma_progress(model: Any = None, sigmas: Optional[torch.Tensor] = None) -> 
         first = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)[:1].cpu()
         return torch.cat([first, first.new_zeros(1)])
 
-    if timestep_progress(model, torch.ones(2)) is not None:
+    if discrete_wrapper(model) is not None:
         return lambda sigma: float(timestep_progress(model, as_schedule(sigma))[0])
     if sigmas is None:
         raise ValueError("the progress through sampling is unknown: give sigmas (the sampling schedule) "
@@ -397,11 +389,6 @@ def sigma_progress(model: Any = None, sigmas: Optional[torch.Tensor] = None) -> 
         raise ValueError(f"sigmas must hold at least 2 values, got {sigmas.numel()}")
     n = sigmas.numel() - 1
     return lambda sigma: int((sigmas[:-1] - as_schedule(sigma)[0]).abs().argmin()) / n
-
-
-def cosine_factor(p: float) -> float:
-    """DemoFusion's `cf = (1 + cos(π·p)) / 2`, 1 at the start of sampling, 0 at the end (B2)."""
-    return 0.5 * (1 + math.cos(math.pi * p))
 
 
 def demofusion_denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, *, p: float,

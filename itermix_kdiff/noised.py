@@ -17,7 +17,7 @@ generators in the same state hold the same numbers.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -55,6 +55,44 @@ class LazyNoisedLatents:
             raise IndexError(f"noised latent index {k} out of range for {len(self)} sigmas")
         k = k % len(self)
         return add_noise(self.x0, self.noise(k), self.sigmas[k])
+
+
+#: What a sampler's ``noised_latents`` may be: a stack ``(n+1, B, C, H, W)`` or ``(n+1, C, H, W)``,
+#: a :class:`LazyNoisedLatents`, or a sequence of latents.
+NoisedLatents = Union[torch.Tensor, LazyNoisedLatents, Sequence[torch.Tensor]]
+
+
+def latent_at(z: NoisedLatents, k: int, shape: torch.Size) -> torch.Tensor:
+    """Entry ``k`` of a stack or lazy source, as a tensor of the latent's ``shape``
+    (a stack without a batch dimension is shared by every row)."""
+    z_k = z[k]
+    return z_k.expand(shape) if z_k.shape != shape else z_k
+
+
+def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
+    """A sampler's ``noised_latents`` for ``n`` steps of the latent ``x``: n + 1 latents of
+    ``x``'s shape, with or without its batch dimension."""
+    accepted = (f"a stack of shape ({n + 1}, {', '.join(map(str, x.shape))}) or "
+                f"({n + 1}, {', '.join(map(str, x.shape[1:]))}), or a lazy source of {n + 1} latents")
+    if isinstance(z, torch.Tensor):
+        if z.shape[1:] not in (x.shape, x.shape[1:]) or len(z) != n + 1:
+            raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(z.shape)}")
+        return
+    if not (hasattr(z, "__len__") and hasattr(z, "__getitem__")):
+        raise TypeError(f"noised_latents must be {accepted}; got {type(z).__name__}")
+    if len(z) != n + 1:
+        raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents")
+    shape = getattr(z, "shape", None)
+    if shape is not None and tuple(shape[1:]) not in (tuple(x.shape), tuple(x.shape[1:])):
+        raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(shape)}")
+
+
+def fresh_noise(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Noise like ``x`` (churn, LCM) from ``generator``, or from the global RNG as k-diffusion
+    and the reference draw it."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

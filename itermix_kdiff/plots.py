@@ -112,7 +112,7 @@ def plot_schedule_options(steps: int = 40, figsize: Size = (12, 7), dpi: int = 1
     the four schedules at their defaults, and a run split in two whose halves keep the
     unsplit curve with ``schedule_steps``/``schedule_offset`` (as the samplers compute it)."""
     from .options import make_options
-    from .sampling import mixing_weights
+    from .blending_schedules import mixing_weights
 
     fig = _figure(figsize, dpi)
     axes = fig.subplots(2, 3, sharey=True).ravel()
@@ -141,7 +141,7 @@ def plot_schedule_options(steps: int = 40, figsize: Size = (12, 7), dpi: int = 1
     axes[5].plot(t, blending_schedule(steps, "cosine").numpy(), color="0.75", lw=4, label="one run")
     for offset, n in ((0, half), (half, steps - half)):
         opts = make_options(schedule_steps=steps, schedule_offset=offset)
-        c1 = mixing_weights(None, torch.ones(n + 1), opts)  # what the sampler of each half uses
+        c1 = mixing_weights(n, opts)  # what the sampler of each half uses
         axes[5].plot(t[offset:offset + n], c1.numpy(), marker=".", ms=3,
                      label=f"steps {offset}..{offset + n - 1}: schedule_offset {offset}")
     alone = blending_schedule(steps - half, "cosine")

@@ -47,6 +47,16 @@ from .blending_schedules import BLENDING_SCHEDULES, pct_to_step
 SigmaRange = Tuple[Optional[float], Optional[float]]
 
 
+def check_sigmas(sigmas) -> None:
+    """A sampling schedule: a 1-D tensor of n + 1 >= 2 finite, non-negative, non-increasing sigmas."""
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError("sigmas must be a 1-D tensor of at least 2 values (n + 1 for n steps)")
+    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
+        raise ValueError("sigmas must be finite and >= 0")
+    if (sigmas[1:] > sigmas[:-1]).any():
+        raise ValueError("sigmas must be non-increasing (sigma_0 >= sigma_1 >= ... >= sigma_n)")
+
+
 # ---------------------------------------------------------------- model access
 
 def _table(model, scheduler: str) -> torch.Tensor:

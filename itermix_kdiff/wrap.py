@@ -14,29 +14,25 @@ their k-diffusion function up on the first call.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import inspect
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
 from ._checks import check_int
-from .noised import NOISE_KINDS, draw_base_seed, noised_latents as make_noised_latents
-from .options import OPTION_NAMES, ItermixOptions, make_options
-from .sampling import (
-    NoisedLatents, can_skip, check_sigmas, churn_gamma, denoise_mask_at, fresh_noise, mask_after, mask_before,
-    match_normalize, mix_latents, pass_latents, pass_starts, prepare_run, progress_bar,
-    sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm,
-)
+from ._loop import Step, Stepped, itermix_loop, prepare_run
+from .noised import NOISE_KINDS, NoisedLatents, draw_base_seed, fresh_noise, noised_latents as make_noised_latents
+from .options import (CALL_PARAMETERS, CHURN_OPTIONS, OPTION_NAMES, ItermixOptions, bind_arguments, make_options,
+                      sampler_signature, split_options)
+from .sampling import (churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin,
+                       sample_itermix_lcm)
+from .sigmas import check_sigmas
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: The parameters every wrapped sampler shares with k-diffusion's, handled by the wrapper.
-CALL_PARAMETERS = ("model", "x", "sigmas", "extra_args", "callback", "disable", "noise_sampler")
-
-#: Options that are both itermix options (Karras churn, A4) and k-diffusion sampler keywords:
-#: they appear in a wrapped sampler's signature only when the wrapped sampler takes them.
-SHARED_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
+#: The parameters of a k-diffusion sampler that the wrapper fills in itself.
+KDIFFUSION_PARAMETERS = CALL_PARAMETERS[:6] + ("noise_sampler",)
 
 #: k-diffusion samplers whose own default noise is a Brownian tree (their SDE solvers assume
 #: noise that is consistent between nested intervals): wrapped, they get one tree per pass.
@@ -60,7 +56,7 @@ class WrappedSampler(NamedTuple):
 
 def sampler_keywords(sampler_fn: Callable[..., Any]) -> Dict[str, Any]:
     """The sampler's own keywords (all parameters after ``model, x`` except
-    :data:`CALL_PARAMETERS`) with their defaults (``inspect.Parameter.empty`` when required).
+    :data:`KDIFFUSION_PARAMETERS`) with their defaults (``inspect.Parameter.empty`` when required).
 
     Raises TypeError when ``sampler_fn`` has no ``sigmas`` parameter (``sample_dpm_fast``
     and ``sample_dpm_adaptive`` take ``sigma_min, sigma_max`` instead: they cannot be split
@@ -75,9 +71,9 @@ def sampler_keywords(sampler_fn: Callable[..., Any]) -> Dict[str, Any]:
                         f"sampler_fn(model, x, sigmas, ...) can be run one step at a time")
     own = {}
     for p in list(params.values())[2:]:
-        if p.name in CALL_PARAMETERS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.name in KDIFFUSION_PARAMETERS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if (p.name in OPTION_NAMES and p.name not in SHARED_OPTIONS) or p.name in ("seed", "noised_latents"):
+        if (p.name in OPTION_NAMES and p.name not in CHURN_OPTIONS) or p.name in ("seed", "noised_latents"):
             raise TypeError(f"sampler_fn {name}'s keyword {p.name!r} clashes with the itermix option "
                             f"of that name; wrap a function that names it differently")
         own[p.name] = p.default
@@ -98,26 +94,15 @@ def wrapped_spec(sampler_fn: Callable[..., torch.Tensor], brownian_noise: Option
 
 def itermix_signature(own: Dict[str, Any], takes_noise_sampler: bool,
                       defaults: Optional[Dict[str, Any]] = None) -> inspect.Signature:
-    """The signature of a wrapped sampler: k-diffusion's ``(model, x, sigmas, extra_args,
-    callback, disable)``, then ``noised_latents`` (and ``noise_sampler`` when the wrapped
-    sampler takes one), then keyword-only: the itermix options (the churn options only
-    where the sampler takes them), ``seed`` (with ``noise_sampler``), and the sampler's
-    own keywords."""
-    P = inspect.Parameter
-    head = [P("model", P.POSITIONAL_OR_KEYWORD), P("x", P.POSITIONAL_OR_KEYWORD),
-            P("sigmas", P.POSITIONAL_OR_KEYWORD)]
-    head += [P(name, P.POSITIONAL_OR_KEYWORD, default=None)
-             for name in ("extra_args", "callback", "disable", "noised_latents")]
-    if takes_noise_sampler:
-        head.append(P("noise_sampler", P.POSITIONAL_OR_KEYWORD, default=None))
-    keywords = [P(f.name, P.KEYWORD_ONLY, default=f.default) for f in dataclasses.fields(ItermixOptions)
-                if f.name not in SHARED_OPTIONS or f.name in own]
-    if takes_noise_sampler:
-        keywords.append(P("seed", P.KEYWORD_ONLY, default=None))
-    keywords += [P(name, P.KEYWORD_ONLY, default=value) for name, value in own.items() if name not in OPTION_NAMES]
+    """The signature of a wrapped sampler: :func:`~itermix_kdiff.options.sampler_signature`
+    with the churn options the wrapped sampler takes, ``noise_sampler`` and ``seed`` when it
+    takes a noise sampler, its own keywords, and ``defaults`` in place of the defaults."""
+    signature = sampler_signature({name: value for name, value in own.items() if name not in OPTION_NAMES},
+                                  churn=[name for name in CHURN_OPTIONS if name in own],
+                                  noise_sampler=takes_noise_sampler, seed=takes_noise_sampler)
     defaults = defaults or {}
-    params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in head + keywords]
-    return inspect.Signature(params, return_annotation=torch.Tensor)
+    return signature.replace(parameters=[p.replace(default=defaults[p.name]) if p.name in defaults else p
+                                         for p in signature.parameters.values()])
 
 
 def itermix_name(sampler_fn: Callable[..., Any]) -> str:
@@ -188,9 +173,7 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     check_defaults(signature, defaults)
 
     def sampler(*args: Any, **kwargs: Any) -> torch.Tensor:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return run_wrapped(spec, dict(bound.arguments))
+        return run_wrapped(spec, bind_arguments(signature, args, kwargs))
 
     sampler.__signature__ = signature
     sampler.__name__ = sampler.__qualname__ = itermix_name(sampler_fn)
@@ -200,7 +183,8 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
 
 
 def check_defaults(signature: inspect.Signature, defaults: Dict[str, Any]) -> None:
-    """Names must be keywords of the wrapped sampler; option values are validated now."""
+    """Names must be keywords of the wrapped sampler; option values are checked now, by
+    making the options they belong to."""
     accepted = [name for name in signature.parameters if name not in ("model", "x", "sigmas")]
     unknown = sorted(set(defaults) - set(accepted))
     if unknown:
@@ -214,13 +198,13 @@ def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
                 intermediates: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None) -> torch.Tensor:
     """Split a wrapped sampler's bound arguments into the itermix options and the wrapped
     sampler's keywords, then run :func:`sample_segments`."""
-    opts = make_options(**{name: arguments.pop(name) for name in OPTION_NAMES if name in arguments})
+    opts, arguments = split_options(arguments)
     seed = arguments.pop("seed", None)
     if seed is not None:
         check_int("seed", seed, low=0)
     step_kwargs = {name: arguments.pop(name) for name in spec.own if name not in OPTION_NAMES}
     sigmas = arguments["sigmas"]
-    for name in SHARED_OPTIONS:
+    for name in CHURN_OPTIONS:
         if name in spec.own:
             step_kwargs[name] = getattr(opts, name)
     if "s_churn" in spec.own and isinstance(sigmas, torch.Tensor) and len(sigmas) > 1:
@@ -237,26 +221,9 @@ def wrapped_noise_sampler(x: torch.Tensor, sigmas: torch.Tensor, seed: Optional[
 
         return BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed)
     if seed is None:
-        return lambda sigma, sigma_next: fresh_noise(x, opts)
+        return lambda sigma, sigma_next: fresh_noise(x, opts.generator)
     g = torch.Generator(device=x.device).manual_seed(seed)
     return lambda sigma, sigma_next: torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
-
-
-def step_callback(callback: Optional[Callable[[Dict[str, Any]], Any]], i: int):
-    """The wrapped sampler's callback for step i: its dict with ``i`` counted over the run."""
-    if callback is None:
-        return None
-    return lambda d: callback({**d, 'i': i})
-
-
-def denoised_step(model: Callable[..., torch.Tensor], x: torch.Tensor, sigma: torch.Tensor,
-                  extra_args: Dict[str, Any], callback: Optional[Callable[[Dict[str, Any]], Any]],
-                  i: int) -> torch.Tensor:
-    """The last step of the :data:`DENOISED_LAST_STEP` samplers, to sigma = 0: ``x = D(x, sigma)``."""
-    denoised = model(x, sigma * x.new_ones([x.shape[0]]), **extra_args)
-    if callback is not None:
-        callback({'x': x, 'i': i, 'sigma': sigma, 'sigma_hat': sigma, 'denoised': denoised})
-    return denoised
 
 
 @torch.no_grad()
@@ -276,52 +243,42 @@ def sample_segments(
     seed: Optional[int] = None,
     intermediates: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> torch.Tensor:
-    """The loop of :func:`make_itermix_sampler` (its docstring gives the formula). With
-    ``intermediates`` (a list) no step is skipped and each step appends
-    ``(sampler output, latent after mixing)``."""
+    """The loop of :func:`make_itermix_sampler` (its docstring gives the formula): each step
+    is one call of the wrapped sampler on ``sigmas[i:i+2]``. With ``intermediates`` (a list)
+    no step is skipped and each step appends ``(sampler output, latent after mixing)``."""
     c1 = prepare_run(model, x, sigmas, noised_latents, opts)
     extra_args = {} if extra_args is None else extra_args
     n = len(sigmas) - 1
     x0 = x
     churn = "s_churn" in spec.own
     default_noise = "noise_sampler" in spec.parameters and noise_sampler is None
-    for p, start in enumerate(pass_starts(n, opts)):
-        source = x
-        zs = pass_latents(source, sigmas, start, noised_latents, opts)
-        if default_noise and spec.brownian:
-            seed = draw_base_seed(opts.generator) if seed is None else seed
-            noise_sampler = wrapped_noise_sampler(x0, sigmas, seed + p, True, opts)
-        elif default_noise and p == 0:
-            noise_sampler = wrapped_noise_sampler(x0, sigmas, seed, False, opts)
-        call = {name: value for name, value in (("extra_args", extra_args), ("disable", True),
-                                                ("noise_sampler", noise_sampler)) if name in spec.parameters}
-        for i, z_i in zip(progress_bar(range(start, n), disable), zs):
-            if i == start:
-                x = z_i  # each pass starts from its noisiest latent
-            mask = denoise_mask_at(sigmas[i], opts)
-            x_m, z_m = mask_before(x, z_i, x0, mask)
-            if opts.mix == "before_step":
-                x_m = mix_latents(z_m, x_m, i, c1, opts)
-            gamma = churn_gamma(sigmas[i], n, opts) if churn else 0.0
-            if intermediates is None and can_skip(i, c1, gamma, opts):
-                if callback is not None:
-                    callback({'x': x, 'i': i, 'sigma': sigmas[i], 'sigma_hat': sigmas[i], 'denoised': source})
-                x = mask_after(z_m.clone(), x0, mask)
-                continue
-            if "callback" in spec.parameters:
-                call["callback"] = step_callback(callback, i)
-            if spec.denoised_last_step and sigmas[i + 1] == 0:
-                stepped = denoised_step(model, x_m, sigmas[i], extra_args, callback, i)
-            else:
-                # k-diffusion's float32 sigmas promote a half latent: keep the caller's dtype
-                stepped = spec.fn(model, x_m, sigmas[i:i + 2], **call, **step_kwargs).to(x_m.dtype)
-            x = mix_latents(z_m, stepped, i, c1, opts) if opts.mix == "after_step" else stepped
-            x = mask_after(x, x0, mask)
-            if intermediates is not None:
-                intermediates.append((stepped, x))
-    if opts.normalize_on_mean:
-        x = match_normalize(x, x0)
-    return x
+    call = {name: value for name, value in (("extra_args", extra_args), ("disable", True),
+                                            ("noise_sampler", noise_sampler)) if name in spec.parameters}
+
+    def step(s: Step) -> Optional[Stepped]:
+        nonlocal seed
+        if default_noise and s.i == s.start and (spec.brownian or s.pass_index == 0):
+            # drawn after the pass's noised latents: a Brownian tree per pass, one Gaussian stream per run
+            if spec.brownian:
+                seed = draw_base_seed(opts.generator) if seed is None else seed
+            call["noise_sampler"] = wrapped_noise_sampler(x0, sigmas, None if seed is None else seed + s.pass_index,
+                                                          spec.brownian, opts)
+        gamma = churn_gamma(sigmas[s.i], n, opts) if churn else 0.0
+        if s.discarded and gamma == 0:
+            return None
+        if spec.denoised_last_step and sigmas[s.i + 1] == 0:
+            denoised = model(s.x_m, sigmas[s.i] * s.x_m.new_ones([s.x_m.shape[0]]), **extra_args)
+            return Stepped(denoised, sigmas[s.i], denoised)
+        reported = []
+        if "callback" in spec.parameters:
+            call["callback"] = reported.append
+        # k-diffusion's float32 sigmas promote a half latent: keep the caller's dtype
+        stepped = spec.fn(model, s.x_m, sigmas[s.i:s.i + 2], **call, **step_kwargs).to(s.x_m.dtype)
+        if not reported:
+            return Stepped(stepped, sigmas[s.i], None)
+        return Stepped(stepped, reported[-1]["sigma_hat"], reported[-1]["denoised"])
+
+    return itermix_loop(step, x, sigmas, c1, callback, disable, noised_latents, opts, intermediates=intermediates)
 
 
 def batch_unsample(x0: torch.Tensor, sigmas: torch.Tensor, *, noise: str = "independent",
@@ -419,13 +376,18 @@ def itermix_ksampler(
 def kdiffusion_sampler(function: str, own: Dict[str, Any],
                        takes_noise_sampler: bool) -> Callable[..., torch.Tensor]:
     """A registry entry for ``k_diffusion.sampling.<function>`` wrapped by
-    :func:`make_itermix_sampler`, which imports k-diffusion on its first call. Its signature
-    is built from ``own`` (the k-diffusion function's keywords and defaults) without the import."""
+    :func:`make_itermix_sampler`, which imports k-diffusion and wraps the function on its first
+    call only. Its signature is built from ``own`` (the k-diffusion function's keywords and
+    defaults) without the import."""
 
-    def sampler(*args: Any, **kwargs: Any) -> torch.Tensor:
+    @functools.lru_cache(maxsize=None)
+    def wrapped() -> Callable[..., torch.Tensor]:
         import k_diffusion.sampling
 
-        return make_itermix_sampler(getattr(k_diffusion.sampling, function))(*args, **kwargs)
+        return make_itermix_sampler(getattr(k_diffusion.sampling, function))
+
+    def sampler(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return wrapped()(*args, **kwargs)
 
     sampler.__signature__ = itermix_signature(own, takes_noise_sampler)
     sampler.__name__ = sampler.__qualname__ = "sample_itermix_" + function[len("sample_"):]

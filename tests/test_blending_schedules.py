@@ -11,7 +11,7 @@ def close(a, b, tol=1e-6):
 
 
 def test_names_and_dtype():
-    assert BLENDING_SCHEDULES == ("cosine", "linear", "logistic", "demofusion")
+    assert tuple(BLENDING_SCHEDULES) == ("cosine", "linear", "logistic", "demofusion")
     for name in BLENDING_SCHEDULES:
         c1 = blending_schedule(12, name)
         assert c1.dtype == torch.float32 and c1.shape == (12,)

@@ -8,7 +8,8 @@ import torch
 
 from itermix_kdiff import DEMOFUSION, ItermixOptions, noised_latents, sample_itermix_euler
 from itermix_kdiff.options import make_options
-from itermix_kdiff.sampling import mixing_weights, rewind_starts
+from itermix_kdiff._loop import rewind_starts
+from itermix_kdiff.blending_schedules import sampler_weights
 
 from .kd_models import discrete_denoiser
 from .reference_loop import a1_stack, a4_euler
@@ -212,8 +213,8 @@ def test_lazy_and_generator_reproduce(model):
 
 def test_schedule_offset_uses_full_curve(model):
     x0, sigmas = setup(model, n=10)
-    full = mixing_weights(model, sigmas, make_options())
-    second = mixing_weights(model, sigmas[4:], make_options(schedule_steps=10, schedule_offset=4))
+    full = sampler_weights(model, sigmas, make_options())
+    second = sampler_weights(model, sigmas[4:], make_options(schedule_steps=10, schedule_offset=4))
     assert torch.equal(second, full[4:])
     with pytest.raises(ValueError, match="schedule_offset"):
         sample_itermix_euler(model, x0, sigmas[4:], schedule_steps=10, schedule_offset=5, disable=True)
@@ -316,7 +317,7 @@ def test_core_imports_only_torch():
 def test_demofusion_progress_respects_schedule_offset_and_clamp(model):
     sigmas = model.get_sigmas(40)
     kw = dict(blending_schedule="demofusion", alpha_1=3.0, clamp_blending_at_pct=0.75)
-    full = mixing_weights(model, sigmas, make_options(**kw))
-    second = mixing_weights(model, sigmas[20:], make_options(schedule_steps=40, schedule_offset=20, **kw))
+    full = sampler_weights(model, sigmas, make_options(**kw))
+    second = sampler_weights(model, sigmas[20:], make_options(schedule_steps=40, schedule_offset=20, **kw))
     assert torch.equal(second, full[20:])
     assert (full[30:] == 1).all() and (full[:30] < 1).all()

@@ -10,7 +10,8 @@ import torch
 
 from itermix_kdiff import sigmas as S
 from itermix_kdiff.options import make_options
-from itermix_kdiff.sampling import mixing_weights, sample_itermix_euler
+from itermix_kdiff.blending_schedules import sampler_weights
+from itermix_kdiff.sampling import sample_itermix_euler
 from itermix_kdiff.blending_schedules import blending_schedule
 from .kd_models import TinyEps, discrete_denoiser, sd_alphas_cumprod
 
@@ -312,17 +313,17 @@ def test_worked_example():
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "logistic", "demofusion"])
 def test_sampler_split_uses_full_c1(schedule):
-    """The core sampler's own c1 (mixing_weights) for the two slices of a real model's sigmas,
+    """The core sampler's own c1 (sampler_weights) for the two slices of a real model's sigmas,
     with the helper's keywords, equals the full run's."""
     model = discrete_denoiser()
     full_sigmas = S.get_sigmas(model, "karras", 40)
     pcts = dict(stop_blending_at_pct=0.8, clamp_blending_at_pct=1.0, start_blending_at_pct=0.1)
     base = dict(blending_schedule=schedule, alpha_1=2.0)
-    full = mixing_weights(model, full_sigmas, make_options(**base, **pcts))
+    full = sampler_weights(model, full_sigmas, make_options(**base, **pcts))
     for start, end in ((0, 20), (20, 10000)):
         sigmas = S.get_sigmas_advanced(model, "karras", 40, start, end)
         kw = S.blending_args_for_split(40, start, end, blending_schedule=schedule, **pcts)
-        c1 = mixing_weights(model, sigmas, make_options(**base, **kw))
+        c1 = sampler_weights(model, sigmas, make_options(**base, **kw))
         assert torch.equal(c1, full[start:start + 20]), (schedule, start)
 
 

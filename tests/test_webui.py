@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import itermix_kdiff.webui as itermix_webui
-from itermix_kdiff import sampling
+from itermix_kdiff import blending_schedules, sampling
 from itermix_kdiff.noised import noised_latents
 from itermix_kdiff.webui import registry
 from itermix_kdiff.webui.settings import FIELDS, ROWS, api_name, api_params, infotext_key, settings_from_args
@@ -539,7 +539,7 @@ def test_demofusion_sampler_tiles_the_cfg_denoiser(webui, spy, cfg_calls):
         ("shared", "before_step", "demofusion")
     assert call.extra_keys == EXTRA_ARGS_KEYS and sampler.steps_reported == list(range(len(call.sigmas) - 1))
     # DemoFusion's curve reads A1111's timesteps through the whole wrapper stack.
-    assert (sampling.timestep_progress(call.model, call.sigmas) is not None) == (w.flavour == "a1111")
+    assert (blending_schedules.timestep_progress(call.model, call.sigmas) is not None) == (w.flavour == "a1111")
 
     assert {shape for shape, _, _ in cfg_calls} == {(2, 4, 8, 8)} and {rows for _, rows, _ in cfg_calls} == {2}
     steps = [step for _, _, step in cfg_calls]
@@ -612,6 +612,6 @@ def test_demofusion_sampler_on_a_forge_flow_model(forge, spy):
     noise = w.processing.rng.ImageRNG(x0.shape[1:], [131]).next()
     shared = torch.stack([s * noise + (1 - s) * x0 for s in sigmas])
     torch.testing.assert_close(call.kwargs["noised_latents"], shared, rtol=0, atol=1e-5)
-    assert sampling.timestep_progress(call.model, sigmas) is None
+    assert blending_schedules.timestep_progress(call.model, sigmas) is None
     assert result.samples.shape == x0.shape and torch.isfinite(result.samples).all()
     torch.testing.assert_close(result.samples.mean(), x0.mean(), rtol=0, atol=1e-5)  # statistics matched to x0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from itermix_kdiff import DEMOFUSION, noised_latents, sample_itermix_euler
-from itermix_kdiff.sampling import (rewind_starts, sample_itermix_dpmpp_2m, sample_itermix_euler_perlin,
+from itermix_kdiff._loop import rewind_starts
+from itermix_kdiff.sampling import (sample_itermix_dpmpp_2m, sample_itermix_euler_perlin,
                                     sample_itermix_lcm)
 from itermix_kdiff.blending_schedules import blending_schedule
 from itermix_kdiff.wrap import KDIFFUSION_SAMPLERS, SAMPLERS, batch_unsample, itermix_ksampler, make_itermix_sampler

@@ -1,0 +1,17 @@
+"""Matching a latent's mean and standard deviation to another's (docs/algorithm.md A6, B7)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+
+def match_statistics(x: torch.Tensor, like: torch.Tensor, dims: Optional[Tuple[int, ...]] = None) -> torch.Tensor:
+    """``(x - mean(x)) / std(x) * std(like) + mean(like)``, the means and (unbiased) standard
+    deviations taken over ``dims``: by default per batch row over (C, H, W), as DemoFusion
+    re-normalises each phase's result (B7; it takes them over the whole tensor, which is the
+    same for one image); ``normalize_on_mean`` (A6) takes them per channel, over (H, W)."""
+    dims = tuple(range(1, x.ndim)) if dims is None else dims
+    x_mean, x_std = x.mean(dims, keepdim=True), x.std(dims, keepdim=True)
+    return (x - x_mean) / x_std * like.std(dims, keepdim=True) + like.mean(dims, keepdim=True)
