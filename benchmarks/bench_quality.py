@@ -3,8 +3,9 @@
     python -m benchmarks.bench_quality [--quick] [--scenes N] [--steps N] [--out DIR]
 
 For scenes ``0 .. N-1`` of the procedural dataset (seed :data:`SCENE_SEED`, never used in
-training; scene ``s`` has class ``s % 5``, so five scenes hold every class), every method upscales a 32x32 base to 64x64 and, in a second 2x stage from its
-own 64x64 result, to 128x128. Two kinds of base:
+training; scene ``s`` has class ``s % 5``, so five scenes hold every class), every method
+upscales a 32x32 base to 64x64 and, in a second 2x stage from its own 64x64 result, to
+128x128. Two kinds of base:
 
 - ``render``: the true 32x32 render of the scene, so the true 64/128 renders are the ground
   truth and a weak base generator cannot blur the comparison;
@@ -20,9 +21,10 @@ method is followed by the light cleanup pass of the pipeline (img2img at denoise
 itself, the ceiling of every metric. ``demofusion tiled`` (only with ``--methods``: it costs
 several times the model calls) is DemoFusion's whole method,
 :func:`itermix_kdiff.demofusion_upscale` from the base (phases 2x, 3x, 4x; tiled and dilated
-denoising with 32x32 windows, the model's size), one run per target. All runs use the model's Karras schedule of ``--steps``
-steps, classifier-free guidance ``--cfg`` and the pipeline's seeds (``stage_seeds(scene)``),
-one scene at a time, so a scene's numbers do not depend on which others run with it.
+denoising with 32x32 windows, the model's size), one run per target. All runs use the
+model's Karras schedule of ``--steps`` steps, classifier-free guidance ``--cfg`` and the
+pipeline's seeds (``stage_seeds(scene)``), one scene at a time, so a scene's numbers do not
+depend on which others run with it.
 
 Metrics, per scene, then averaged over the scenes. ``Y`` is the output at the target size,
 clamped to [-1, 1] (as a saved image); ``B`` the 32x32 base; ``T`` the true render of the same
@@ -60,6 +62,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+
+from itermix_kdiff.sigmas import get_sigmas
 
 from benchmarks.common import (RESULTS_DIR, CallCounter, environment, load_average, load_model, markdown_table,
                                provenance_markdown, resolve_device, set_threads, write_json)
@@ -258,7 +262,7 @@ def make_base(ctx: Context, kind: str, scene: int) -> Tuple[torch.Tensor, int]:
         return render, label
     if kind != "sample":
         raise ValueError(f"base kind must be one of {', '.join(BASE_KINDS)}; got {kind!r}")
-    sigmas = pipeline.karras_sigmas(ctx.config, ctx.base_steps).to(ctx.device)
+    sigmas = get_sigmas(ctx.model, "karras", ctx.base_steps, config=ctx.config).to(ctx.device)
     seed = pipeline.stage_seeds(scene, 1)["base"]
     sample = pipeline.sample_base(ctx.model.inner_model, (1, 3, BASE_SIZE, BASE_SIZE), sigmas,
                                   extra_args(ctx, label), pipeline.generator(seed, ctx.device), True, ctx.device)
@@ -274,7 +278,7 @@ def run_stage(ctx: Context, method: Dict[str, Any], current: torch.Tensor, size:
     from itermix_kdiff.wrap import SAMPLERS
 
     kind = method["kind"]
-    sigmas = pipeline.karras_sigmas(ctx.config, ctx.steps).to(ctx.device)
+    sigmas = get_sigmas(ctx.model, "karras", ctx.steps, config=ctx.config).to(ctx.device)
     extra = extra_args(ctx, label)
     if kind == "truth":
         return render_scene(scene, size, ctx.device)[0]
@@ -333,7 +337,7 @@ def run_demofusion(ctx: Context, base: torch.Tensor, label: int, scene: int, tar
     ``target / 32``), 32x32 windows, the generator seeded with the first stage's itermix seed."""
     from itermix_kdiff import demofusion_upscale, pipeline
 
-    sigmas = pipeline.karras_sigmas(ctx.config, ctx.steps).to(ctx.device)
+    sigmas = get_sigmas(ctx.model, "karras", ctx.steps, config=ctx.config).to(ctx.device)
     seed = pipeline.stage_seeds(scene, 1)["stage1"]["itermix"]
     out = {}
     for target in targets:
@@ -510,7 +514,8 @@ def run(quick: bool = False, scenes: Optional[int] = None, steps: Optional[int] 
     write_json(out / "quality.json", result)
     (out / "quality.md").write_text(to_markdown(result))
     plot_consistency_detail(summary, out / "quality_consistency_detail.png")
-    example_grid(kept, base_cache, [n for n in EXAMPLE_METHODS if n in names], max(targets), example_scenes, out / "quality_examples.png",
+    example_grid(kept, base_cache, [n for n in EXAMPLE_METHODS if n in names], max(targets), example_scenes,
+                 out / "quality_examples.png",
                  "render" if "render" in bases else bases[0])
     log(f"wrote {out / 'quality.json'}, quality.md and the plots")
     return result

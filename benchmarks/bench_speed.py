@@ -45,6 +45,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from itermix_kdiff.sigmas import get_sigmas
+
 from benchmarks.common import (RESULTS_DIR, CallCounter, compare_timings, environment, load_average,
                                load_model, markdown_table, package_version, provenance_markdown, resolve_device,
                                set_threads, write_json)
@@ -154,12 +156,13 @@ def time_case(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, baseline_
 
 def run_timings(part: str, model: Callable, shapes: Sequence[Sequence[int]], steps: int,
                 sigma_range: Sequence[float], cases: Sequence[tuple], *, repeats: int, warmup: int,
-                min_time: float = 0.0, device: torch.device, extra_args_fn: Optional[Callable[[int], Dict[str, Any]]] = None,
+                min_time: float = 0.0, device: torch.device,
+                extra_args_fn: Optional[Callable[[int], Dict[str, Any]]] = None,
                 log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Rows of :func:`time_case` for every shape, case and blend (and precomputed noise where listed)."""
     import k_diffusion.sampling
 
-    sigmas = k_diffusion.sampling.get_sigmas_karras(steps, *sigma_range, device=device)
+    sigmas = get_sigmas(tuple(sigma_range), "karras", steps, device=device)
     rows = []
     for shape in shapes:
         x0 = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0)).clamp(-1, 1).to(device)
@@ -193,7 +196,7 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
     rows = []
     x0 = torch.zeros(1, 4, 8, 8)
     for steps in steps_list:
-        sigmas = k_diffusion.sampling.get_sigmas_karras(steps, *FREE_SIGMA_RANGE)
+        sigmas = get_sigmas(FREE_SIGMA_RANGE, "karras", steps)
         counter = CallCounter(free_denoiser)
         k_diffusion.sampling.sample_euler(counter, x0 + sigmas[0], sigmas, disable=True)
         euler_calls = counter.calls
@@ -210,18 +213,9 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
             predicted = steps_run - (sum(int((c1[s:] == 0).sum()) for s in starts) if skippable else 0)
             rows.append({"setting": name, "sampler": sampler_name, "steps": steps, "euler_calls": euler_calls,
                          "steps_run": steps_run, "calls": counter.calls, "predicted_calls": predicted,
-                         "saved": steps_run - counter.calls, "saved_pct": 100 * (steps_run - counter.calls) / steps_run})
+                         "saved": steps_run - counter.calls,
+                         "saved_pct": 100 * (steps_run - counter.calls) / steps_run})
     return rows
-
-
-def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
-                  device: Optional[torch.device] = None) -> torch.Tensor:
-    """k-diffusion's ``get_sigmas_karras`` (with the final 0), here so that the memory probes
-    need not import k-diffusion (the itermix samplers import only torch)."""
-    ramp = torch.linspace(0, 1, steps, device=device)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    sigmas = (hi + ramp * (lo - hi)) ** rho
-    return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
 def memory_probe(mode: str, steps_list: Sequence[int], shape: Sequence[int]) -> List[Dict[str, Any]]:
@@ -245,7 +239,7 @@ def memory_probe(mode: str, steps_list: Sequence[int], shape: Sequence[int]) -> 
     latent_bytes = x0.numel() * x0.element_size()
 
     def run(n: int) -> torch.Tensor:
-        sigmas = karras_sigmas(n, *FREE_SIGMA_RANGE, device=device)
+        sigmas = get_sigmas(FREE_SIGMA_RANGE, "karras", n, device=device)
         if mode == "euler":
             import k_diffusion.sampling
 

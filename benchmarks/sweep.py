@@ -276,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[List[Dict[str, Any]]]
         f.write(json.dumps(to_jsonable(run)) + "\n")
     (args.out / "sweep.md").write_text(sweep_markdown(read_jsonl(args.out / "sweep.jsonl"),
                                                       read_jsonl(args.out / "sweep_runs.jsonl")))
-    print(f"appended {len(records)} records of run {run_id} to {args.out / 'sweep.jsonl'}; wrote {args.out / 'sweep.md'}")
+    print(f"appended {len(records)} records of run {run_id} to {args.out / 'sweep.jsonl'}; "
+          f"wrote {args.out / 'sweep.md'}")
     return records
 
 

@@ -11,7 +11,7 @@ the progress bar and the callback.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 

@@ -2,7 +2,7 @@
 
     itermix-upscale --out outputs/run --generate 4 --scale 4 --steps 25
 
-With no ``--model``/``--checkpoint`` it uses the shipped demo model (a class-conditional RGB
+With no ``--config``/``--checkpoint`` it uses the shipped demo model (a class-conditional RGB
 model of simple shapes at 32x32, no VAE). The source is one of ``--generate N`` (a first
 pass at the model's size; the classes cycle through the model's, or ``--class``),
 ``--input IMAGE ...`` (unconditional unless ``--class``) or ``--scene SEED`` (true renders of
@@ -10,10 +10,12 @@ the demo's procedural dataset, with the ground truth at the target size). Each 2
 upscales (bicubic or bislerp), runs the itermix sampler over the full schedule and cleans
 up with a low-denoise img2img pass; a hires-fix img2img chain is run alongside for
 comparison. The output folder gets every stage's images, ``comparison.png`` and
-``run.json`` (every setting, seed and timing).
+``run.json`` (every setting, seed and timing; written when the run starts and after every
+stage, so an interrupted run says where it stopped).
 
 Every field of :class:`itermix_kdiff.options.ItermixOptions` is a flag (``--alpha-1``,
 ``--blending-schedule`` ...; masks are image files), applied on top of ``--preset``.
+Everything that can be checked without the model weights is checked before they load.
 This module imports only the core at import time, so ``--help`` stays fast.
 """
 
@@ -22,18 +24,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import re
 import sys
 import time
 import typing
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from .blending import BLENDING_FUNCTIONS
+from .blending_schedules import BLENDING_SCHEDULES
 from .noised import NOISE_KINDS
 from .options import MIX_MODES, OPTION_NAMES, PRESETS, ItermixOptions, make_options
-from .pipeline import UPSCALE_METHODS
-from .blending_schedules import BLENDING_SCHEDULES
+from .pipeline import MAX_SEED, UPSCALE_METHODS
+from .sigmas import SCHEDULERS
 
 PROG = "itermix-upscale"
 
@@ -48,7 +54,7 @@ NOT_FLAGS = {
 #: The accepted values of the ItermixOptions fields that are names.
 OPTION_CHOICES = {
     "noise": NOISE_KINDS,
-    "blending_schedule": BLENDING_SCHEDULES,
+    "blending_schedule": tuple(BLENDING_SCHEDULES),
     "blending_function": tuple(BLENDING_FUNCTIONS),
     "mix": MIX_MODES,
 }
@@ -64,8 +70,8 @@ OPTION_HELP = {
     "clamp_blending_at_pct": "c1 = 1 (no more mixing) from step int(pct * steps) on",
     "blend_min": "lower end of c1",
     "blend_max": "upper end of c1 (< 1 always keeps some noised image in)",
-    "schedule_steps": "compute c1 over this many steps",
-    "schedule_offset": "use c1[offset : offset + steps]",
+    "schedule_steps": "compute c1 over this many steps (B4)",
+    "schedule_offset": "use c1[offset : offset + steps] (B4)",
     "normalize_on_mean": "deprecated: match the result's channel mean/std to the upscaled image (A6)",
     "rewind": "re-noise the result and run again from later steps (A5)",
     "rewind_min": "first rewind point (fraction of the steps)",
@@ -77,9 +83,55 @@ OPTION_HELP = {
     "s_noise": "churn noise scale",
 }
 
-#: A sampler's parameters that the pipeline fills in itself.
-CALL_PARAMETERS = ("model", "x", "sigmas", "extra_args", "callback", "disable", "noised_latents", "noise_sampler")
+#: The files a run writes (and ``--overwrite`` removes): run.json, the sheet and the stage images.
+OUR_FILES = re.compile(r"^(run\.json|comparison\.png|(base|plain|stage\d+|truth)_[\w.-]*\.png)$")
 
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every flag's real default after its help."""
+
+
+# ---------------------------------------------------------------- flag types
+
+def number_type(kind: type, low: Optional[float] = None, high: Optional[float] = None) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``kind`` (int or float) parsed from the text, finite, in ``[low, high]``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = number_type(int, low=1)
+fraction = number_type(float, low=0.0, high=1.0)
+
+
+class DeprecatedAlias(argparse.Action):
+    """Store the value; warn when the flag was given by its deprecated spelling."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, deprecated: str = "", **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.deprecated = deprecated
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == self.deprecated:
+            warnings.warn(f"{self.deprecated} is deprecated; use {self.option_strings[0]}", FutureWarning,
+                          stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
+# ---------------------------------------------------------------- the parser
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -91,21 +143,23 @@ def option_fields() -> List[dataclasses.Field]:
 
 
 def add_option_flags(group: argparse._ArgumentGroup) -> None:
-    """One flag per :func:`option_fields` field, typed from its annotation; default None
-    (= the preset's value, else the field's default)."""
+    """One flag per :func:`option_fields` field, typed from its annotation. A flag not given
+    is absent from the parsed namespace, so the preset's value (or else the field's default,
+    shown in the help) applies."""
     hints = typing.get_type_hints(ItermixOptions)
     for f in option_fields():
         kind = hints[f.name]
-        args = typing.get_args(kind)
         if typing.get_origin(kind) is typing.Union:  # Optional[X]
-            kind = next(a for a in args if a is not type(None))
-        help_text = f"{OPTION_HELP.get(f.name, 'see ItermixOptions')} (default {f.default})"
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_text = f"{OPTION_HELP.get(f.name, 'see ItermixOptions')} (default: {f.default}, or the preset's)"
+        kwargs: Dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
-            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
         elif f.name in OPTION_CHOICES:
-            group.add_argument(flag(f.name), choices=OPTION_CHOICES[f.name], default=None, help=help_text)
+            group.add_argument(flag(f.name), choices=OPTION_CHOICES[f.name], **kwargs)
         else:
-            group.add_argument(flag(f.name), type=kind, default=None, metavar=kind.__name__.upper(), help=help_text)
+            parse = number_type(kind) if kind in (int, float) and f.name not in ("s_tmin", "s_tmax") else kind
+            group.add_argument(flag(f.name), type=parse, metavar=kind.__name__.upper(), **kwargs)
 
 
 def sampler_names() -> List[str]:
@@ -115,50 +169,56 @@ def sampler_names() -> List[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0] + " See README.md for the pipeline.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0] + " See README.md for the pipeline.",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (created; one holding another run's files needs --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in --out (other files are left alone)")
     m = p.add_argument_group("model (default: the shipped demo model)")
-    m.add_argument("--model", type=Path, default=None, help="k-diffusion config JSON (configs/*.json schema)")
+    m.add_argument("--config", "--model", dest="config", type=Path, default=None, action=DeprecatedAlias,
+                   deprecated="--model", help="k-diffusion model config JSON (configs/*.json schema; "
+                                              "--model is its deprecated name)")
     m.add_argument("--checkpoint", type=Path, default=None, help="safetensors weights (pickles are refused)")
     m.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    s = p.add_argument_group("source (one of)")
+    m.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    s = p.add_argument_group("source (one of; default: --generate 4)")
     src = s.add_mutually_exclusive_group()
-    src.add_argument("--generate", type=int, metavar="N", default=None,
-                     help="generate N images at the model's size (the default, N = 4)")
+    src.add_argument("--generate", type=positive_int, metavar="N", default=None,
+                     help="generate N images at the model's size (4 when no source is given)")
     src.add_argument("--input", type=Path, nargs="+", metavar="IMAGE", default=None,
-                     help="start from these images (RGB/L/P, opaque RGBA; one size, sides a multiple of "
-                          "the model's size multiple)")
-    src.add_argument("--scene", type=int, metavar="SEED", default=None,
+                     help="start from these images (RGB/L/P, opaque RGBA; one size, sides a multiple of what the "
+                          "model's U-Net needs: patch_size * 2**(levels - 1))")
+    src.add_argument("--scene", type=number_type(int, low=0), metavar="SEED", default=None,
                      help="start from true renders of the demo's shapes dataset SEED (scenes 0..count-1), "
                           "with ground truth at the target size")
-    s.add_argument("--count", type=int, default=4, help="how many scenes --scene renders (default 4)")
+    s.add_argument("--count", type=positive_int, default=4, help="how many scenes --scene renders")
     s.add_argument("--class", dest="class_label", default=None,
                    help="class name or index for every image; 'none' = unconditional. Default: "
                         "--generate cycles through the classes, --scene uses the true ones, --input is unconditional")
     r = p.add_argument_group("run")
-    r.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2: one 2x stage; 4: two (default 2)")
-    r.add_argument("--steps", type=int, default=30,
-                   help="steps of the full schedule (karras over the model's sigma range; default 30)")
+    r.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2: one 2x stage; 4: two")
+    r.add_argument("--steps", type=positive_int, default=30, help="steps of the full schedule")
+    r.add_argument("--scheduler", default="karras", choices=tuple(SCHEDULERS),
+                   help="sigma schedule over the model's sigma range (itermix_kdiff.sigmas.get_sigmas)")
     r.add_argument("--sampler", default="euler", choices=sampler_names(),
-                   help="itermix sampler (itermix_kdiff.wrap.SAMPLERS; default euler)")
+                   help="itermix sampler (itermix_kdiff.SAMPLERS)")
     r.add_argument("--sampler-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="a keyword of the sampler itself, e.g. perlin_mode=latents or eta=0.5 (repeatable)")
-    r.add_argument("--cfg", type=float, default=3.0,
-                   help="classifier-free guidance scale for class-conditional models (default 3)")
-    r.add_argument("--seed", type=int, default=0, help="seeds every random draw (run.json 'seeds'; default 0)")
+    r.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=number_type(float, low=0.0), default=3.0,
+                   help="classifier-free guidance scale for class-conditional models")
+    r.add_argument("--seed", type=number_type(int, low=0, high=MAX_SEED), default=0,
+                   help="seeds every random draw (run.json 'seeds')")
     r.add_argument("--upscale", choices=UPSCALE_METHODS, default="bicubic",
-                   help="2x upscale method: bicubic, or bislerp as ComfyUI's latent upscale (default bicubic)")
-    r.add_argument("--cleanup-denoise", type=float, default=0.15,
-                   help="denoise of the cleanup img2img pass (0: none; default 0.15)")
-    r.add_argument("--hires-denoise", type=float, default=0.5,
-                   help="denoise of the hires-fix img2img baseline (default 0.5)")
+                   help="2x upscale method: bicubic, or bislerp as ComfyUI's latent upscale")
+    r.add_argument("--cleanup-denoise", type=fraction, default=0.15,
+                   help="denoise of the cleanup img2img pass (0: none)")
+    r.add_argument("--hires-denoise", type=fraction, default=0.5,
+                   help="denoise of the hires-fix img2img baseline")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     o = p.add_argument_group("mixing options (on top of --preset; docs/algorithm.md sections in brackets)")
     o.add_argument("--preset", choices=tuple(PRESETS), default="reference",
-                   help="reference (default): the ComfyUI pack's defaults; demofusion: DemoFusion's own skip "
+                   help="reference: the ComfyUI pack's defaults; demofusion: DemoFusion's own skip "
                         "residual with its tiled local + dilated global denoiser")
     o.add_argument("--denoise-mask", type=Path, default=None, metavar="IMAGE",
                    help="white = repaint, black = keep the upscaled image (resized to each stage)")
@@ -167,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_option_flags(o)
     return p
 
+
+# ---------------------------------------------------------------- checks before any weights load
 
 def as_flags(message: str) -> str:
     """An option error with the option names written as the flags (``alpha_1`` -> ``--alpha-1``)."""
@@ -190,76 +252,113 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def sampler_parameters(fn: Any) -> Dict[str, Any]:
-    """``fn``'s keyword parameters, and whether it takes every itermix option (``**options``)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {"names": set(params), "takes_all_options": takes_all}
-
-
 def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The preset's options, overridden by every option flag given."""
     options = dict(PRESETS[args.preset])
     for f in option_fields():
-        value = getattr(args, f.name)
-        if value is not None:
-            options[f.name] = value
+        if hasattr(args, f.name):
+            options[f.name] = getattr(args, f.name)
     return options
 
 
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dict[str, Any]:
-    """Validate everything that needs no model, as argparse errors. Returns the resolved
-    ``options`` and ``sampler_kwargs``."""
+def check_device(text: Optional[str]) -> str:
+    """The device to run on: ``text`` when torch knows it and it is present here, else ValueError."""
     import torch
 
-    from .blending_schedules import mixing_weights
-    from .wrap import SAMPLERS
+    if text is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {text!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    available = {"cpu": lambda: True,
+                 "cuda": lambda: torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+                 "mps": lambda: torch.backends.mps.is_available()}
+    if not available.get(device.type, lambda: False)():
+        raise ValueError(f"--device {text}: no such device here (cuda available: {torch.cuda.is_available()})")
+    return text
 
-    if args.steps < 1:
-        parser.error(f"--steps must be >= 1, got {args.steps}")
-    if args.generate is not None and args.generate < 1:
-        parser.error(f"--generate must be >= 1, got {args.generate}")
-    if args.count < 1:
-        parser.error(f"--count must be >= 1, got {args.count}")
-    if args.scene is not None and args.scene < 0:
-        parser.error(f"--scene must be >= 0, got {args.scene}")
-    if not 0 <= args.seed <= 2 ** 62:
-        parser.error(f"--seed must be in [0, 2**62], got {args.seed}")
-    for name in ("cleanup_denoise", "hires_denoise"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            parser.error(f"{flag(name)} must be in [0, 1], got {getattr(args, name)}")
-    if args.model is not None and args.checkpoint is None:
-        parser.error("--model needs --checkpoint (give both, only --checkpoint, or neither for the shipped model)")
+
+class Resolved(NamedTuple):
+    """What the flags resolve to, checked before any weights load."""
+
+    options: Dict[str, Any]
+    sampler_kwargs: Dict[str, Any]
+    seed_keyword: bool  # the sampler takes ``seed`` (its own noise), set from the stage's seed
+    device: str
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Resolved:
+    """Check everything that needs no model weights; a problem is an argparse error (status 2)."""
+    import inspect
+
+    from .blending_schedules import mixing_weights
+    from .wrap import SAMPLERS, check_sampler_keywords
+
+    if args.config is not None and args.checkpoint is None:
+        parser.error("--config needs --checkpoint (give both, only --checkpoint, or neither for the shipped model)")
     options = resolve_options(args)
     try:
-        opts = make_options(**options)
-        mixing_weights(args.steps, opts)
+        mixing_weights(args.steps, make_options(**options))
     except (ValueError, TypeError) as e:
         parser.error(as_flags(str(e)))
-    fn = SAMPLERS[args.sampler]
-    params = sampler_parameters(fn)
-    for name in options:
-        if name not in params["names"] and not params["takes_all_options"]:
-            parser.error(f"{flag(name)} is not an option of sampler {args.sampler}")
-    own = sorted(n for n in params["names"] if n not in CALL_PARAMETERS and n not in OPTION_NAMES
-                 and n != "options")
     sampler_kwargs = {}
     for item in args.sampler_arg:
         name, eq, value = item.partition("=")
-        if not eq or name not in own:
-            parser.error(f"--sampler-arg {item!r}: sampler {args.sampler} takes "
+        if not eq or not name.strip():
+            parser.error(f"--sampler-arg {item!r}: write NAME=VALUE")
+        sampler_kwargs[name.strip()] = parse_value(value)
+    parameters = inspect.signature(SAMPLERS[args.sampler]).parameters
+    for name in options:
+        if name not in parameters:
+            parser.error(f"{flag(name)} is not an option of sampler {args.sampler}")
+    own = [name for name, p in parameters.items() if name not in OPTION_NAMES and p.kind is p.KEYWORD_ONLY]
+    for name in sampler_kwargs:
+        if name not in own:
+            parser.error(f"--sampler-arg {name}: sampler {args.sampler} takes "
                          f"{', '.join(own) if own else 'no keywords of its own'} (as NAME=VALUE)")
-        sampler_kwargs[name] = parse_value(value)
-    return {"options": options, "sampler_kwargs": sampler_kwargs, "seed_keyword": "seed" in params["names"]}
+    try:
+        check_sampler_keywords(args.sampler, {**options, **sampler_kwargs})
+    except (ValueError, TypeError) as e:
+        parser.error(f"--sampler-arg: {e}")
+    try:
+        device = check_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
+    return Resolved(options, sampler_kwargs, "seed" in own, device)
 
 
-def class_labels(args: argparse.Namespace, model: Any, count: int, scene_labels: Optional[Any]):
+def prepare_out(out: Path, overwrite: bool) -> bool:
+    """Create and check the output folder before any work; returns whether it was created.
+    A folder holding another run's files is refused unless ``overwrite`` (then only those
+    files are removed). Raises ValueError with a message for the user."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".itermix-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {out} cannot be written: {e.strerror or e}") from None
+    ours = sorted(p for p in out.iterdir() if OUR_FILES.match(p.name) or p.name.startswith(".itermix-tmp-"))
+    if ours and not overwrite:
+        raise ValueError(f"--out {out} holds another run's files ({', '.join(p.name for p in ours[:3])}"
+                         f"{', ...' if len(ours) > 3 else ''}); give --overwrite to replace them, or another folder")
+    for p in ours:
+        p.unlink()
+    return created
+
+
+# ---------------------------------------------------------------- inputs
+
+def class_labels(args: argparse.Namespace, num_classes: int, class_names: Sequence[str], count: int,
+                 scene_labels: Optional[Any]):
     """The class label of each image (a LongTensor), or None for unconditional sampling."""
     import torch
 
-    if not model.num_classes:
+    if not num_classes:
         if args.class_label not in (None, "none"):
             raise ValueError(f"--class {args.class_label}: this model is not class-conditional")
         return None
@@ -268,69 +367,17 @@ def class_labels(args: argparse.Namespace, model: Any, count: int, scene_labels:
             return scene_labels
         if args.input is not None:
             return None
-        return torch.arange(count) % model.num_classes
+        return torch.arange(count) % num_classes
     if args.class_label.lower() == "none":
         return None
-    if args.class_label in model.class_names:
-        index = model.class_names.index(args.class_label)
-    elif args.class_label.isdigit() and int(args.class_label) < model.num_classes:
+    if args.class_label in class_names:
+        index = list(class_names).index(args.class_label)
+    elif args.class_label.isdigit() and int(args.class_label) < num_classes:
         index = int(args.class_label)
     else:
-        raise ValueError(f"--class must be one of {', '.join(model.class_names)}, an index below "
-                         f"{model.num_classes}, or none; got {args.class_label!r}")
+        raise ValueError(f"--class must be one of {', '.join(class_names)}, an index below "
+                         f"{num_classes}, or none; got {args.class_label!r}")
     return torch.full((count,), index, dtype=torch.long)
-
-
-def save_batch(out: Path, stem: str, images: Any, files: List[str]) -> None:
-    """Save each image of a batch as ``<stem>_<i>.png`` and record the names."""
-    from .pipeline import tensor_to_image
-
-    for i, image in enumerate(images):
-        name = f"{stem}_{i:02d}.png"
-        tensor_to_image(image).save(out / name)
-        files.append(name)
-
-
-def batch_metrics(images: Any, base: Any, truth: Optional[Any]) -> Dict[str, float]:
-    """Batch means of the demo metrics (:mod:`itermix_kdiff.demo.metrics`): edge sharpness,
-    grain, ``psnr_to_base``: PSNR of the image box-averaged back to the base size against the
-    base (fidelity to the composition), and for scenes ``psnr_to_truth`` against the true render.
-    Measured on the images as saved, clamped to [-1, 1]."""
-    import torch.nn.functional as F
-
-    from .demo import metrics
-
-    images = images.clamp(-1, 1)
-
-    out = {"sharpness": metrics.edge_sharpness(images).mean().item(),
-           "grain": metrics.grain(images).mean().item()}
-    if images.shape != base.shape:
-        shrunk = F.avg_pool2d(images.float(), images.shape[-1] // base.shape[-1])
-        out["psnr_to_base"] = metrics.psnr(shrunk, base).mean().item()
-    if truth is not None and images.shape == truth.shape:
-        out["psnr_to_truth"] = metrics.psnr(images, truth).mean().item()
-    return out
-
-
-def load_source(args: argparse.Namespace, model: Any, device: Any):
-    """``(base, truth, scene_labels, source)``: the input images or scene renders (``base`` is
-    None for ``--generate``: it is sampled later), the true renders at the target size for
-    ``--scene`` (else None), the scenes' class labels, and run.json's ``source`` record."""
-    from . import pipeline
-
-    if args.input is not None:
-        base = pipeline.load_images(args.input, pipeline.size_multiple(model.config)).to(device)
-        return base, None, None, {"kind": "input", "images": [str(p) for p in args.input]}
-    if args.scene is not None:
-        from .demo import shapes
-
-        h, w = pipeline.native_size(model.config)
-        if h != w:
-            raise ValueError(f"--scene renders square scenes; this model's size is {w}x{h}")
-        base, labels = shapes.render(range(args.count), h, seed=args.scene, device=device)
-        truth, _ = shapes.render(range(args.count), h * args.scale, seed=args.scene, device=device)
-        return base, truth, labels, {"kind": "scene", "dataset_seed": args.scene, "scenes": list(range(args.count))}
-    return None, None, None, {"kind": "generate", "count": args.generate or 4}
 
 
 class Inputs(NamedTuple):
@@ -348,132 +395,92 @@ class Inputs(NamedTuple):
     load_seconds: float
 
 
-def prepare(args: argparse.Namespace) -> Inputs:
-    """Load the model, the masks and the source images, and pick the class labels.
-    Raises FileNotFoundError/ValueError with a message for the user."""
+def prepare(args: argparse.Namespace, device: str) -> Inputs:
+    """Read the model config, the masks and the source images (all checked), then load the
+    weights. Raises FileNotFoundError/ValueError with a message for the user."""
     import torch
 
     from . import pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    t = time.perf_counter()
-    model = pipeline.load_model(args.model, args.checkpoint, device=device)
-    load_seconds = time.perf_counter() - t
-    denoise_mask = pipeline.load_mask(args.denoise_mask) if args.denoise_mask else None
-    mixing_mask = pipeline.load_mask(args.mixing_mask) if args.mixing_mask else None
-    base, truth, scene_labels, source = load_source(args, model, device)
+    device = torch.device(device)
+    config, config_path, checkpoint = pipeline.read_model_config(args.config, args.checkpoint)
+    denoise_mask = pipeline.load_mask(args.denoise_mask, "--denoise-mask") if args.denoise_mask else None
+    mixing_mask = pipeline.load_mask(args.mixing_mask, "--mixing-mask") if args.mixing_mask else None
+    num_classes, class_names = pipeline.model_classes(config)
+    truth = scene_labels = None
+    if args.input is not None:
+        base = pipeline.load_images(args.input, pipeline.size_multiple(config)).to(device)
+        source = {"kind": "input", "images": [str(p) for p in args.input]}
+    elif args.scene is not None:
+        from .demo import shapes
+
+        h, w = pipeline.native_size(config)
+        if h != w:
+            raise ValueError(f"--scene renders square scenes; this model's size is {w}x{h}")
+        base, scene_labels = shapes.render(range(args.count), h, seed=args.scene, device=device)
+        truth, _ = shapes.render(range(args.count), h * args.scale, seed=args.scene, device=device)
+        source = {"kind": "scene", "dataset_seed": args.scene, "scenes": list(range(args.count))}
+    else:
+        base = None
+        source = {"kind": "generate", "count": args.generate or 4}
     count = base.shape[0] if base is not None else source["count"]
-    labels = class_labels(args, model, count, scene_labels)
+    labels = class_labels(args, num_classes, class_names, count, scene_labels)
+    t = time.perf_counter()
+    model = pipeline.load_model(config, checkpoint, device=device, config_path=config_path)
+    load_seconds = time.perf_counter() - t
     if labels is not None:
         labels = labels.to(device)
     return Inputs(device, model, base, truth, labels, count, source, denoise_mask, mixing_mask, load_seconds)
 
 
-def run(args: argparse.Namespace, resolved: Dict[str, Any], inputs: Inputs, argv: Sequence[str]) -> Dict[str, Any]:
-    """Run the pipeline for checked ``args`` and ``inputs``; write the outputs; return run.json's dict."""
-    import torch
-    from tqdm.auto import tqdm
+# ---------------------------------------------------------------- writing
 
-    import itermix_kdiff
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it to ``path``: an
+    interrupted run never leaves a half-written file under a real name."""
+    tmp = path.with_name(f".itermix-tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
-    from . import pipeline
-    from .blending_schedules import sampler_weights
-    from .wrap import SAMPLERS
 
-    t_start = time.perf_counter()
-    device, model, base, truth, labels = inputs.device, inputs.model, inputs.base, inputs.truth, inputs.labels
-    count, source = inputs.count, inputs.source
-    timings: Dict[str, float] = {"load_model": inputs.load_seconds}
-    extra_args = pipeline.guidance_args(model, labels, args.cfg)
-    stages_n = args.scale.bit_length() - 1
-    seeds = pipeline.stage_seeds(args.seed, stages_n)
-    sigmas = pipeline.karras_sigmas(model.config, args.steps).to(device)
-    disable = True if args.quiet else None
+def save_batch(out: Path, stem: str, images: Any, files: List[str]) -> None:
+    """Save each image of a batch as ``<stem>_<i>.png`` and record the names."""
+    from .pipeline import tensor_to_image
 
-    # one tick per pass: the base, then itermix, cleanup and hires-fix per stage
-    bar = tqdm(total=1 + 3 * stages_n, desc="passes", disable=args.quiet, position=0)
+    for i, image in enumerate(images):
+        name = f"{stem}_{i:02d}.png"
+        write_atomic(out / name, lambda p, image=image: tensor_to_image(image).save(p, format="PNG"))
+        files.append(name)
 
-    def progress(label: str) -> None:  # called as each pass starts: the one before is done
-        bar.update(1)
-        bar.set_postfix_str(label)
 
-    t = time.perf_counter()
-    if base is None:
-        h, w = pipeline.native_size(model.config)
-        bar.set_postfix_str(f"base {w}x{h}")
-        base = pipeline.sample_base(model.denoiser, (count, 3, h, w), sigmas, extra_args,
-                                    pipeline.generator(seeds["base"], device), disable, device)
-    timings["base"] = time.perf_counter() - t
-    result = pipeline.run_upscale(
-        model, base, sampler=SAMPLERS[args.sampler], steps=args.steps, scale=args.scale, seed=args.seed,
-        extra_args=extra_args, options=resolved["options"], sampler_kwargs=resolved["sampler_kwargs"],
-        upscale_method=args.upscale, cleanup_denoise=args.cleanup_denoise, hires_denoise=args.hires_denoise,
-        denoise_mask=inputs.denoise_mask, mixing_mask=inputs.mixing_mask, seed_keyword=resolved["seed_keyword"],
-        demofusion=args.preset == "demofusion", disable=disable, progress=progress)
-    bar.update(1)
-    bar.close()
+def write_record(out: Path, record: Dict[str, Any]) -> None:
+    write_atomic(out / "run.json", lambda p: p.write_text(json.dumps(record, indent=2, default=str) + "\n"))
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    files: List[str] = []
-    final = result["stages"][-1]
-    final_size = final["size"]
-    plain = pipeline.upscale(base, final_size, args.upscale)
-    save_batch(out, f"base_{base.shape[-1]}", base, files)
-    save_batch(out, f"plain_{args.upscale}_{final_size[1]}", plain, files)
-    for k, st in enumerate(result["stages"], 1):
-        for kind in ("upscaled", "itermix", "cleanup", "hires"):
-            save_batch(out, f"stage{k}_{st['size'][1]}_{kind}", st[kind], files)
-    if truth is not None:
-        save_batch(out, f"truth_{final_size[1]}", truth, files)
-    columns = [(f"base {base.shape[-1]}px", base), (f"plain {args.upscale}", plain),
-               ("hires-fix img2img", final["hires"]), (f"itermix {args.sampler}", final["itermix"]),
-               ("itermix + cleanup", final["cleanup"])]
-    if truth is not None:
-        columns.append(("ground truth", truth))
-    zoom = max(1, 256 // max(final_size))
-    pipeline.comparison_sheet(columns, size=final_size, zoom=zoom).save(out / "comparison.png")
-    files.append("comparison.png")
-    metrics = {label: batch_metrics(images, base, None if images is truth else truth) for label, images in columns}
-    timings["total"] = time.perf_counter() - t_start + inputs.load_seconds
 
-    opts = make_options(**resolved["options"])
-    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
-    for name in NOT_FLAGS:
-        options.pop(name, None)
-    options["denoise_mask"] = str(args.denoise_mask) if args.denoise_mask else None
-    options["mixing_masks"] = str(args.mixing_mask) if args.mixing_mask else None
-    record = {
-        "command": [PROG, *argv],
-        "versions": {"itermix_kdiff": itermix_kdiff.__version__, "torch": torch.__version__,
-                     "k_diffusion": _version("k-diffusion")},
-        "model": {"config": str(model.config_path) if model.config_path else "checkpoint metadata",
-                  "checkpoint": str(model.checkpoint), "checkpoint_sha256": pipeline.file_sha256(model.checkpoint),
-                  "native_size": list(pipeline.native_size(model.config)),
-                  "sigma_min": model.config["model"]["sigma_min"], "sigma_max": model.config["model"]["sigma_max"],
-                  "classes": list(model.class_names)},
-        "source": source,
-        "labels": None if labels is None else [model.class_names[i] for i in labels.tolist()],
-        "settings": {"scale": args.scale, "steps": args.steps, "sampler": args.sampler,
-                     "sampler_args": resolved["sampler_kwargs"], "cfg": args.cfg, "seed": args.seed,
-                     "upscale": args.upscale, "cleanup_denoise": args.cleanup_denoise,
-                     "hires_denoise": args.hires_denoise, "preset": args.preset, "schedule": "karras",
-                     "device": str(device), "threads": torch.get_num_threads(),
-                     "sampler_seed": "the stage's itermix seed" if resolved["seed_keyword"] else None},
-        "options": options,
-        "seeds": seeds,
-        "sigmas": [round(s, 6) for s in result["sigmas"].tolist()],
-        "c1": [round(c, 6) for c in sampler_weights(model.denoiser, result["sigmas"].cpu(), opts).tolist()],
-        "stages": [{"name": f"stage{k}", "size": list(st["size"]), "seconds": st["seconds"]}
-                   for k, st in enumerate(result["stages"], 1)],
-        "timings": timings,
-        "metrics": metrics,
-        "files": files + ["run.json"],
-    }
-    (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return record
+def batch_metrics(images: Any, base: Any, truth: Optional[Any]) -> Dict[str, float]:
+    """Batch means of the demo metrics (:mod:`itermix_kdiff.demo.metrics`): edge sharpness,
+    grain, ``psnr_to_base``: PSNR of the image box-averaged back to the base size against the
+    base (fidelity to the composition), and for scenes ``psnr_to_truth`` against the true render.
+    Measured on the images as saved, clamped to [-1, 1]."""
+    import torch.nn.functional as F
+
+    from .demo import metrics
+
+    images = images.clamp(-1, 1)
+    out = {"sharpness": metrics.edge_sharpness(images).mean().item(),
+           "grain": metrics.grain(images).mean().item()}
+    if images.shape != base.shape:
+        shrunk = F.avg_pool2d(images.float(), images.shape[-1] // base.shape[-1])
+        out["psnr_to_base"] = metrics.psnr(shrunk, base).mean().item()
+    if truth is not None and images.shape == truth.shape:
+        out["psnr_to_truth"] = metrics.psnr(images, truth).mean().item()
+    return out
 
 
 def _version(dist: str) -> Optional[str]:
@@ -485,6 +492,154 @@ def _version(dist: str) -> Optional[str]:
         return None
 
 
+def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequence[str],
+                 sigmas: Any, seeds: Dict[str, Any]) -> Dict[str, Any]:
+    """run.json as the run starts (``status: running``): the command, versions, model, source,
+    every setting and resolved option, the seeds, the sigmas and ``c1``."""
+    import torch
+
+    import itermix_kdiff
+
+    from . import pipeline
+    from .blending_schedules import sampler_weights
+
+    model = inputs.model
+    opts = make_options(**resolved.options)
+    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in NOT_FLAGS}
+    options["denoise_mask"] = str(args.denoise_mask) if args.denoise_mask else None
+    options["mixing_masks"] = str(args.mixing_mask) if args.mixing_mask else None
+    return {
+        "status": "running",
+        "stopped_at": None,
+        "command": [PROG, *argv],
+        "versions": {"itermix_kdiff": itermix_kdiff.__version__, "torch": torch.__version__,
+                     "k_diffusion": _version("k-diffusion")},
+        "model": {"config": str(model.config_path) if model.config_path else "checkpoint metadata",
+                  "checkpoint": str(model.checkpoint), "checkpoint_sha256": pipeline.file_sha256(model.checkpoint),
+                  "native_size": list(pipeline.native_size(model.config)),
+                  "sigma_min": model.config["model"]["sigma_min"], "sigma_max": model.config["model"]["sigma_max"],
+                  "classes": list(model.class_names)},
+        "source": inputs.source,
+        "labels": None if inputs.labels is None else [model.class_names[i] for i in inputs.labels.tolist()],
+        "settings": {"scale": args.scale, "steps": args.steps, "scheduler": args.scheduler, "sampler": args.sampler,
+                     "sampler_args": resolved.sampler_kwargs, "cfg_scale": args.cfg_scale, "seed": args.seed,
+                     "upscale": args.upscale, "cleanup_denoise": args.cleanup_denoise,
+                     "hires_denoise": args.hires_denoise, "preset": args.preset,
+                     "device": str(inputs.device), "threads": torch.get_num_threads(),
+                     "sampler_seed": "the stage's itermix seed" if resolved.seed_keyword else None},
+        "options": options,
+        "seeds": seeds,
+        "sigmas": [round(s, 6) for s in sigmas.tolist()],
+        "c1": [round(c, 6) for c in sampler_weights(model.denoiser, sigmas.cpu(), opts).tolist()],
+        "stages": [],
+        "timings": {"load_model": inputs.load_seconds},
+        "metrics": {},
+        "files": ["run.json"],
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+def generate_source(args: argparse.Namespace, inputs: Inputs, sigmas: Any, extra_args: Dict[str, Any],
+                    seed: int, disable: Optional[bool]) -> Any:
+    """The base images: the given or rendered ones, or a generation at the model's size."""
+    from . import pipeline
+
+    if inputs.base is not None:
+        return inputs.base
+    h, w = pipeline.native_size(inputs.model.config)
+    return pipeline.sample_base(inputs.model.denoiser, (inputs.count, 3, h, w), sigmas, extra_args,
+                                pipeline.generator(seed, inputs.device), disable, inputs.device)
+
+
+def write_outputs(args: argparse.Namespace, inputs: Inputs, base: Any, stages: List[Dict[str, Any]],
+                  record: Dict[str, Any]) -> None:
+    """After the last stage: the plain upscale, the ground truth, ``comparison.png`` and the
+    per-column metrics, into ``record``."""
+    from . import pipeline
+
+    out, files, truth = args.out, record["files"], inputs.truth
+    final = stages[-1]
+    final_size = final["size"]
+    plain = pipeline.upscale(base, final_size, args.upscale)
+    save_batch(out, f"plain_{args.upscale}_{final_size[1]}", plain, files)
+    if truth is not None:
+        save_batch(out, f"truth_{final_size[1]}", truth, files)
+    columns = [(f"base {base.shape[-1]}px", base), (f"plain {args.upscale}", plain),
+               ("hires-fix img2img", final["hires"]), (f"itermix {args.sampler}", final["itermix"]),
+               ("itermix + cleanup", final["cleanup"])]
+    if truth is not None:
+        columns.append(("ground truth", truth))
+    zoom = max(1, 256 // max(final_size))
+    sheet = pipeline.comparison_sheet(columns, size=final_size, zoom=zoom)
+    write_atomic(out / "comparison.png", lambda p: sheet.save(p, format="PNG"))
+    files.append("comparison.png")
+    record["metrics"] = {label: batch_metrics(images, base, None if images is truth else truth)
+                         for label, images in columns}
+
+
+def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequence[str]) -> Dict[str, Any]:
+    """Run the pipeline for checked ``args`` and ``inputs``, writing run.json as it starts and
+    after every stage; returns run.json's dict. An exception (or Ctrl-C) records the status
+    ``interrupted`` or ``failed`` and where it stopped, then propagates."""
+    from tqdm.auto import tqdm
+
+    from . import pipeline
+    from .wrap import SAMPLERS
+
+    t_start = time.perf_counter()
+    model, out = inputs.model, args.out
+    stages_n = args.scale.bit_length() - 1
+    seeds = pipeline.stage_seeds(args.seed, stages_n)
+    sigmas = pipeline.schedule_sigmas(model, args.scheduler, args.steps).to(inputs.device)
+    extra_args = pipeline.guidance_args(model, inputs.labels, args.cfg_scale)
+    disable = True if args.quiet else None
+    record = start_record(args, resolved, inputs, argv, sigmas, seeds)
+    write_record(out, record)
+    # one tick per pass: the base, then itermix, cleanup and hires-fix per stage
+    bar = tqdm(total=1 + 3 * stages_n, desc="passes", disable=args.quiet, position=0)
+
+    def progress(label: str) -> None:  # called as each pass starts: the one before is done
+        bar.update(1)
+        bar.set_postfix_str(label)
+        record["stopped_at"] = label
+
+    def stage_done(k: int, stage: Dict[str, Any]) -> None:
+        for kind in ("upscaled", "itermix", "cleanup", "hires"):
+            save_batch(out, f"stage{k}_{stage['size'][1]}_{kind}", stage[kind], record["files"])
+        record["stages"].append({"name": f"stage{k}", "size": list(stage["size"]), "seconds": stage["seconds"]})
+        write_record(out, record)
+
+    try:
+        record["stopped_at"] = "base"
+        t = time.perf_counter()
+        base = generate_source(args, inputs, sigmas, extra_args, seeds["base"], disable)
+        record["timings"]["base"] = time.perf_counter() - t
+        save_batch(out, f"base_{base.shape[-1]}", base, record["files"])
+        write_record(out, record)
+        result = pipeline.run_upscale(
+            model, base, sampler=SAMPLERS[args.sampler], steps=args.steps, scale=args.scale, seed=args.seed,
+            extra_args=extra_args, options=resolved.options, sampler_kwargs=resolved.sampler_kwargs,
+            scheduler=args.scheduler, upscale_method=args.upscale, cleanup_denoise=args.cleanup_denoise,
+            hires_denoise=args.hires_denoise, denoise_mask=inputs.denoise_mask, mixing_mask=inputs.mixing_mask,
+            seed_keyword=resolved.seed_keyword, demofusion=args.preset == "demofusion", disable=disable,
+            progress=progress, on_stage=stage_done)
+        record["stopped_at"] = "outputs"
+        write_outputs(args, inputs, base, result["stages"], record)
+    except BaseException as e:
+        bar.close()
+        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        record["error"] = f"{type(e).__name__}: {e}"
+        write_record(out, record)
+        raise
+    bar.update(1)
+    bar.close()
+    record["status"], record["stopped_at"] = "done", None
+    record["timings"]["total"] = time.perf_counter() - t_start + inputs.load_seconds
+    write_record(out, record)
+    return record
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``itermix-upscale``; errors in the inputs exit with argparse's status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -492,8 +647,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     resolved = check_args(parser, args)
     try:
-        inputs = prepare(args)
+        created = prepare_out(args.out, args.overwrite)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        inputs = prepare(args, resolved.device)
     except (FileNotFoundError, ValueError) as e:
+        if created and not any(args.out.iterdir()):
+            args.out.rmdir()
         parser.error(str(e))
     record = run(args, resolved, inputs, argv)
     if not args.quiet:

@@ -14,7 +14,6 @@ also equal x's (H, W) it is spatial conditioning (an inpainting mask, a concat l
 cut exactly like x; otherwise it is repeated once per view. Anything else is passed unchanged.
 """
 
-import math
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch

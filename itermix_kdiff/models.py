@@ -25,17 +25,39 @@ DEMO_CONFIG = DEMO_WEIGHTS_DIR / "shapes_32.json"
 DEMO_CHECKPOINT = DEMO_WEIGHTS_DIR / "shapes_32.safetensors"
 
 
-def _check_safetensors(path: Path) -> None:
-    """Refuse anything that is not a safetensors file (8-byte little-endian header size, then JSON)."""
+def check_safetensors(path: Path) -> None:
+    """Refuse anything that is not a whole safetensors file, reading only its header: an 8-byte
+    little-endian header size, a JSON header of tensor entries, and data covering every
+    entry's ``data_offsets`` (a truncated download or a forged header fails here, with the
+    file's name, instead of deep inside the loader)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    not_one = (f"checkpoint must be a .safetensors file; {path} is not one "
+               "(pickled checkpoints such as .ckpt/.pt/.pth are refused: they can run code)")
     with open(path, "rb") as f:
         head = f.read(9)
-    size = path.stat().st_size
-    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-    if len(head) < 9 or head[8:9] != b"{" or header_len + 8 > size:
-        raise ValueError(f"checkpoint must be a .safetensors file; {path} is not one "
-                         "(pickled checkpoints such as .ckpt/.pt/.pth are refused: they can run code)")
+        header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+        if len(head) < 9 or head[8:9] != b"{" or header_len + 8 > size:
+            raise ValueError(not_one)
+        f.seek(8)
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError(f"checkpoint {path} has a corrupt safetensors header") from None
+    data_size = size - 8 - header_len
+    for name, entry in header.items() if isinstance(header, dict) else ():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ValueError(f"checkpoint {path} has a corrupt safetensors header (tensor {name!r})")
+        if offsets[1] > data_size or not 0 <= offsets[0] <= offsets[1]:
+            raise ValueError(f"checkpoint {path} is truncated: tensor {name!r} ends at byte {offsets[1]} of "
+                             f"the data, which holds {data_size} bytes")
+    if not isinstance(header, dict):
+        raise ValueError(f"checkpoint {path} has a corrupt safetensors header")
 
 
 def read_safetensors_config(checkpoint: PathLike) -> Optional[Dict[str, Any]]:
@@ -43,7 +65,7 @@ def read_safetensors_config(checkpoint: PathLike) -> Optional[Dict[str, Any]]:
     from safetensors import safe_open
 
     path = Path(checkpoint)
-    _check_safetensors(path)
+    check_safetensors(path)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     return json.loads(metadata["config"]) if "config" in metadata else None
@@ -69,7 +91,7 @@ def load_kdiffusion_model(config: Union[PathLike, Dict[str, Any], None], checkpo
     import safetensors.torch
 
     path = Path(checkpoint)
-    _check_safetensors(path)
+    check_safetensors(path)
     if config is None:
         config = read_safetensors_config(path)
         if config is None:

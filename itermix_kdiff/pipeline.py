@@ -10,7 +10,8 @@ For an RGB pixel-space k-diffusion model (the shipped demo model works on images
         cleanup  = img2img(itermix, cleanup_denoise)    # plain Euler from a low noise level
         hires    = img2img(upscale(previous hires, 2), hires_denoise)   # the hires-fix baseline
 
-``sigmas`` is the model's full Karras schedule (``sigma_min``/``sigma_max`` of its config).
+``sigmas`` is the model's full schedule (Karras by default; any name of
+:data:`itermix_kdiff.sigmas.SCHEDULERS`) over ``sigma_min``/``sigma_max`` of its config.
 Every random draw comes from a ``torch.Generator`` seeded from one run seed
 (:func:`stage_seeds`), so a run is reproducible. PIL and k-diffusion are imported by the
 functions that need them; this module is not imported by ``itermix_kdiff/__init__.py``.
@@ -18,11 +19,12 @@ functions that need them; this module is not imported by ``itermix_kdiff/__init_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -185,19 +187,16 @@ def checkpoint_mismatch(config: Dict[str, Any], checkpoint: PathLike) -> str:
     return "; ".join(parts) or "the state dicts differ"
 
 
-def load_model(config: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None, *,
-               device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load an RGB pixel-space k-diffusion model: ``config`` (JSON, k-diffusion's schema) and
-    ``checkpoint`` (safetensors only, never a pickle). With neither, the shipped demo model
+def read_model_config(config: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None
+                      ) -> Tuple[Dict[str, Any], Optional[Path], Path]:
+    """``(config, config path or None, checkpoint path)`` for :func:`load_model`, read and checked
+    without loading any weights: ``config`` (JSON, k-diffusion's schema) and ``checkpoint``
+    (safetensors only, never a pickle); with neither, the shipped demo model
     (``itermix_kdiff/demo/weights``); with only a checkpoint, the config in its metadata.
 
-    A class-conditional model (``mapping_cond_dim > 0``, a one-hot class as the demo model) is
-    wrapped by :func:`itermix_kdiff.models.class_conditional_denoiser` (classifier-free
-    guidance through ``extra_args`` ``class_labels``/``cond_scale``).
-
-    Raises FileNotFoundError for a missing file and ValueError for a checkpoint that is not
-    safetensors, a config that is not JSON or does not match the checkpoint's tensors, or a
-    model that is not RGB (``input_channels != 3``).
+    Raises FileNotFoundError for a missing file and ValueError for a checkpoint that is not a
+    whole safetensors file, a config that is not JSON, or a model that is not RGB
+    (``input_channels != 3``).
     """
     from . import models
 
@@ -206,20 +205,52 @@ def load_model(config: Optional[PathLike] = None, checkpoint: Optional[PathLike]
         missing = [str(p) for p in (config, checkpoint) if not Path(p).is_file()]
         if missing:
             raise FileNotFoundError(f"the shipped demo model is missing ({', '.join(missing)}); export it with "
-                                    f"scripts/export_demo_model.py or give --model/--checkpoint")
+                                    f"scripts/export_demo_model.py or give --config/--checkpoint")
     if checkpoint is None:
         raise ValueError("a config needs a checkpoint: give both, only a checkpoint, or neither (the shipped model)")
     checkpoint = Path(checkpoint)
     config_path = None if config is None else Path(config)
+    models.check_safetensors(checkpoint)
     if config_path is not None:
         cfg = read_config(config_path)
     else:
-        cfg = models.read_safetensors_config(checkpoint)  # refuses a missing file and pickles first
+        cfg = models.read_safetensors_config(checkpoint)
         if cfg is None:
             raise ValueError(f"{checkpoint} carries no 'config' metadata; give the model config JSON too")
     if cfg["model"].get("input_channels") != 3:
         raise ValueError(f"the pipeline needs an RGB pixel-space model (input_channels 3); "
                          f"this config has input_channels {cfg['model'].get('input_channels')!r}")
+    return cfg, config_path, checkpoint
+
+
+def model_classes(config: Dict[str, Any]) -> Tuple[int, Tuple[str, ...]]:
+    """The number of classes of a class-conditional model (``mapping_cond_dim``; 0 when
+    unconditional) and their names (the config's ``dataset.classes``, else the indices)."""
+    num_classes = int(config["model"].get("mapping_cond_dim", 0) or 0)
+    names = tuple(config.get("dataset", {}).get("classes", ())) or tuple(str(i) for i in range(num_classes))
+    return num_classes, names
+
+
+def load_model(config: Union[PathLike, Dict[str, Any], None] = None, checkpoint: Optional[PathLike] = None, *,
+               device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+               config_path: Optional[Path] = None) -> LoadedModel:
+    """Load an RGB pixel-space k-diffusion model: ``config`` and ``checkpoint`` as
+    :func:`read_model_config` takes them, or a config dict it returned (with its
+    ``config_path``, for the record).
+
+    A class-conditional model (``mapping_cond_dim > 0``, a one-hot class as the demo model) is
+    wrapped by :func:`itermix_kdiff.models.class_conditional_denoiser` (classifier-free
+    guidance through ``extra_args`` ``class_labels``/``cond_scale``).
+
+    Raises FileNotFoundError for a missing file and ValueError for anything
+    :func:`read_model_config` refuses or a config that does not match the checkpoint's tensors.
+    """
+    from . import models
+
+    if isinstance(config, dict):
+        cfg, checkpoint = config, Path(checkpoint)
+    else:
+        cfg, config_path, checkpoint = read_model_config(config, checkpoint)
     try:
         model = models.load_kdiffusion_model(cfg, checkpoint, device=device, dtype=dtype)
     except RuntimeError as e:  # load_state_dict(strict=True)
@@ -230,19 +261,17 @@ def load_model(config: Optional[PathLike] = None, checkpoint: Optional[PathLike]
                          f"{checkpoint_mismatch(cfg, checkpoint)}") from None
     except (KeyError, TypeError) as e:
         raise ValueError(f"model config {config_path or checkpoint} is not a valid k-diffusion config: {e!r}") from None
-    num_classes = int(cfg["model"].get("mapping_cond_dim", 0) or 0)
+    num_classes, names = model_classes(cfg)
     denoiser = models.class_conditional_denoiser(model, num_classes) if num_classes else model
-    names = tuple(cfg.get("dataset", {}).get("classes", ())) or tuple(str(i) for i in range(num_classes))
     return LoadedModel(denoiser, cfg, num_classes, names, config_path, checkpoint)
 
 
-def karras_sigmas(config: Dict[str, Any], steps: int) -> torch.Tensor:
-    """k-diffusion's Karras schedule over the model's ``[sigma_min, sigma_max]``, ``rho = 7``,
-    ending in 0: ``steps + 1`` values."""
-    from k_diffusion.sampling import get_sigmas_karras
+def schedule_sigmas(model: LoadedModel, scheduler: str, steps: int) -> torch.Tensor:
+    """The ``scheduler``'s sigmas (:func:`itermix_kdiff.sigmas.get_sigmas`) over the model's
+    ``[sigma_min, sigma_max]`` (its config): ``steps + 1`` values ending in 0."""
+    from .sigmas import get_sigmas
 
-    m = config["model"]
-    return get_sigmas_karras(steps, m["sigma_min"], m["sigma_max"], rho=7.0)
+    return get_sigmas(model.denoiser, scheduler, steps, config=model.config)
 
 
 def guidance_args(model: LoadedModel, labels: Optional[torch.Tensor], cfg_scale: float) -> Dict[str, Any]:
@@ -311,23 +340,26 @@ def resize_mask(mask: Optional[torch.Tensor], size: Tuple[int, int]) -> Optional
 def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[..., torch.Tensor],
                 steps: int, scale: int, seed: int, extra_args: Dict[str, Any],
                 options: Dict[str, Any], sampler_kwargs: Optional[Dict[str, Any]] = None,
-                upscale_method: str = "bicubic", cleanup_denoise: float = 0.15, hires_denoise: float = 0.5,
-                denoise_mask: Optional[torch.Tensor] = None, mixing_mask: Optional[torch.Tensor] = None,
-                seed_keyword: bool = False, demofusion: bool = False, disable: Optional[bool] = None,
-                progress: Optional[Callable[[str], Any]] = None) -> Dict[str, Any]:
+                scheduler: str = "karras", upscale_method: str = "bicubic", cleanup_denoise: float = 0.15,
+                hires_denoise: float = 0.5, denoise_mask: Optional[torch.Tensor] = None,
+                mixing_mask: Optional[torch.Tensor] = None, seed_keyword: bool = False, demofusion: bool = False,
+                disable: Optional[bool] = None, progress: Optional[Callable[[str], Any]] = None,
+                on_stage: Optional[Callable[[int, Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
     """Run every 2x stage from ``base`` (B, 3, H, W) in [-1, 1] to ``scale`` times its size.
 
     Per stage k (see the module docstring): ``upscaled``, ``itermix`` (``sampler`` on the
-    upscaled image over the full schedule, ``generator`` seeded ``stage_seeds``' itermix seed,
-    ``options`` the itermix keywords, ``sampler_kwargs`` the sampler's own, and ``seed`` set
-    to the same seed when ``seed_keyword``), ``cleanup`` (img2img of ``itermix`` at
+    upscaled image over the full ``scheduler`` schedule of ``steps``, ``generator`` seeded
+    ``stage_seeds``' itermix seed, ``options`` the itermix keywords, ``sampler_kwargs`` the
+    sampler's own, and ``seed`` set to the same seed when ``seed_keyword``), ``cleanup`` (img2img of ``itermix`` at
     ``cleanup_denoise``; the next stage starts from it) and ``hires`` (img2img of the
     upscaled previous ``hires`` at ``hires_denoise``). ``denoise_mask``/``mixing_mask``
     (``(1, 1, h, w)`` in [0, 1]) are resized to each stage. With ``demofusion`` the itermix
     pass denoises through :class:`itermix_kdiff.demofusion.DemoFusionDenoiser` (windows of the
     base size at half-window stride, dilation factor = the stage's total scale: full
-    DemoFusion). ``progress(label)`` is called before each pass. Returns ``{"stages": [{"size", "upscaled", "itermix", "cleanup",
-    "hires", "seconds": {...}}, ...], "seeds": stage_seeds(seed, stages), "sigmas": ...}``.
+    DemoFusion). ``progress(label)`` is called before each pass, ``on_stage(k, stage)`` after
+    each stage. Returns ``{"stages": [{"size",
+    "upscaled", "itermix", "cleanup", "hires", "seconds": {...}}, ...], "seeds":
+    stage_seeds(seed, stages), "sigmas": ...}``.
     """
     if scale < 2 or scale & (scale - 1):
         raise ValueError(f"scale must be a power of two >= 2, got {scale}")
@@ -336,7 +368,7 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
             raise ValueError(f"{name} must be in [0, 1], got {d}")
     n_stages = scale.bit_length() - 1
     seeds = stage_seeds(seed, n_stages)
-    sigmas = karras_sigmas(model.config, steps).to(base.device)
+    sigmas = schedule_sigmas(model, scheduler, steps).to(base.device)
     sampler_kwargs = dict(sampler_kwargs or {})
     say = progress or (lambda label: None)
     stages: List[Dict[str, Any]] = []
@@ -377,6 +409,8 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
         seconds["hires"] = time.perf_counter() - t
         stages.append({"size": size, "upscaled": up, "itermix": mixed, "cleanup": cleaned, "hires": hires,
                        "seconds": seconds})
+        if on_stage is not None:
+            on_stage(k, stages[-1])
         current, hires_prev = cleaned, hires
     return {"stages": stages, "seeds": seeds, "sigmas": sigmas}
 
@@ -405,22 +439,32 @@ def tensor_to_image(x: torch.Tensor) -> Any:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), "RGB")
 
 
+@contextlib.contextmanager
+def open_image(path: Path, name: str) -> Iterator[Any]:
+    """The PIL image at ``path``, fully decoded: a missing file raises FileNotFoundError, a file
+    PIL cannot read or a truncated one ValueError, each naming ``name`` and the path."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            yield im
+    except UnidentifiedImageError:
+        raise ValueError(f"{name} {path} is not an image PIL can read") from None
+    except (OSError, SyntaxError) as e:  # PIL's truncated or corrupt data
+        raise ValueError(f"{name} {path} is damaged or truncated ({e})") from None
+
+
 def load_images(paths: Sequence[PathLike], multiple: int = 1) -> torch.Tensor:
     """Read images into a ``(B, 3, H, W)`` batch in [-1, 1]. All must have the same size,
     with sides that are multiples of ``multiple`` (what the model's U-Net needs)."""
-    from PIL import Image, UnidentifiedImageError
-
     tensors = []
     for p in paths:
         path = Path(p)
-        if not path.is_file():
-            raise FileNotFoundError(f"input image not found: {path}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                tensors.append(image_to_tensor(im, f"input image {path}"))
-        except UnidentifiedImageError:
-            raise ValueError(f"input image {path} is not an image PIL can read") from None
+        with open_image(path, "input image") as im:
+            tensors.append(image_to_tensor(im, f"input image {path}"))
         h, w = tensors[-1].shape[-2:]
         if h % multiple or w % multiple:
             raise ValueError(f"input image {path} is {w}x{h}; this model needs sides that are multiples "
@@ -435,19 +479,14 @@ def load_images(paths: Sequence[PathLike], multiple: int = 1) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def load_mask(path: PathLike) -> torch.Tensor:
-    """A mask image (its luminance; white = 1) as a ``(1, 1, H, W)`` tensor in [0, 1]."""
+def load_mask(path: PathLike, name: str = "mask image") -> torch.Tensor:
+    """A mask image (its luminance; white = 1) as a ``(1, 1, H, W)`` tensor in [0, 1];
+    errors name it as ``name`` (e.g. the flag it came from)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except UnidentifiedImageError:
-        raise ValueError(f"mask image {path} is not an image PIL can read") from None
+    with open_image(path, name) as im:
+        array = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy())[None, None]
 
 

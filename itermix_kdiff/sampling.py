@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -24,7 +24,8 @@ from .options import CHURN_OPTIONS, ItermixOptions, bind_arguments, sampler_sign
 from .perlin import PERLIN_MODES, perlin_masks
 
 __all__ = ["sample_itermix_dpmpp_2m", "sample_itermix_euler", "sample_itermix_euler_perlin",
-           "sample_itermix_lcm", "to_d", "churn_gamma", "dpmpp_2m_update", "perlin_tensors"]
+           "sample_itermix_lcm", "check_perlin_keywords", "churn_gamma", "dpmpp_2m_update", "perlin_tensors",
+           "to_d"]
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -122,6 +123,18 @@ def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: int, scale: flo
     return masks.expand(count, rows, C, H, W) if mode == "latents" else masks
 
 
+def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale: float, seed: int,
+                          perlin_per_row: bool) -> None:
+    """Check :func:`sample_itermix_euler_perlin`'s own keywords (A7)."""
+    if perlin_mode not in PERLIN_MODES:
+        raise ValueError(f"perlin_mode must be one of {', '.join(PERLIN_MODES)}; got {perlin_mode!r}")
+    check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
+    check_number("perlin_scale", perlin_scale, low=1e-6)
+    check_int("seed", seed, low=0)
+    if not isinstance(perlin_per_row, bool):
+        raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
+
+
 @itermix_sampler(churn=True)
 def sample_itermix_euler_perlin(model, x, sigmas, extra_args, callback, disable, noised_latents, opts, *,
                                 perlin_mode: str = "masks", perlin_strength: float = 0.75,
@@ -142,13 +155,7 @@ def sample_itermix_euler_perlin(model, x, sigmas, extra_args, callback, disable,
     unlike A4, ``d`` uses the masked input. ``masks`` mode calls the model twice per step
     (2n - 1 calls; the callback reports the first); no step is skipped.
     """
-    if perlin_mode not in PERLIN_MODES:
-        raise ValueError(f"perlin_mode must be one of {', '.join(PERLIN_MODES)}; got {perlin_mode!r}")
-    check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
-    check_number("perlin_scale", perlin_scale, low=1e-6)
-    check_int("seed", seed, low=0)
-    if not isinstance(perlin_per_row, bool):
-        raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
+    check_perlin_keywords(perlin_mode, perlin_strength, perlin_scale, seed, perlin_per_row)
     c1 = prepare_run(model, x, sigmas, noised_latents, opts)
     if x.ndim != 4:
         raise ValueError(f"sample_itermix_euler_perlin needs a (B, C, H, W) latent, got shape {tuple(x.shape)}")

@@ -20,13 +20,13 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from ._checks import check_int
+from ._checks import check_choice, check_int, check_number
 from ._loop import Step, Stepped, itermix_loop, prepare_run
 from .noised import NOISE_KINDS, NoisedLatents, draw_base_seed, fresh_noise, noised_latents as make_noised_latents
 from .options import (CALL_PARAMETERS, CHURN_OPTIONS, OPTION_NAMES, ItermixOptions, bind_arguments, make_options,
                       sampler_signature, split_options)
-from .sampling import (churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin,
-                       sample_itermix_lcm)
+from .sampling import (check_perlin_keywords, churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler,
+                       sample_itermix_euler_perlin, sample_itermix_lcm)
 from .sigmas import check_sigmas
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -80,6 +80,39 @@ def sampler_keywords(sampler_fn: Callable[..., Any]) -> Dict[str, Any]:
     return own
 
 
+#: Ranges of the k-diffusion samplers' own keywords, checked where a wrapped sampler is called
+#: (k-diffusion itself takes any value: ``eta=nan`` would silently mean full ancestral noise).
+OWN_KEYWORD_RANGES: Dict[str, Tuple[Optional[float], Optional[float]]] = {
+    "eta": (0.0, None),
+    "s_noise": (0.0, None),
+    "r": (1e-6, 1.0),
+}
+
+#: The accepted values of the k-diffusion samplers' own keywords that are names.
+OWN_KEYWORD_CHOICES: Dict[str, Tuple[str, ...]] = {"solver_type": ("midpoint", "heun")}
+
+
+def check_own_keywords(own: Dict[str, Any], values: Dict[str, Any]) -> None:
+    """Check a wrapped sampler's own keywords: the known ones by :data:`OWN_KEYWORD_RANGES` /
+    :data:`OWN_KEYWORD_CHOICES`, the others by the type of their default (a float default takes
+    a finite number, an int an int, a bool True or False, a str a str)."""
+    for name, value in values.items():
+        default = own.get(name, inspect.Parameter.empty)
+        if name in OWN_KEYWORD_CHOICES:
+            check_choice(name, value, OWN_KEYWORD_CHOICES[name])
+        elif name in OWN_KEYWORD_RANGES:
+            check_number(name, value, *OWN_KEYWORD_RANGES[name])
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+        elif isinstance(default, int):
+            check_int(name, value, low=-2 ** 63)
+        elif isinstance(default, float):
+            check_number(name, value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+
+
 def wrapped_spec(sampler_fn: Callable[..., torch.Tensor], brownian_noise: Optional[bool]) -> WrappedSampler:
     """Read what the wrapper needs from ``sampler_fn``'s signature (see :func:`make_itermix_sampler`)."""
     own = sampler_keywords(sampler_fn)
@@ -129,12 +162,12 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     result the blend discards (``c1[i] == 0``, mixing after the step) is skipped.
 
     Keywords. The result takes, keyword-only: every :class:`~itermix_kdiff.options.ItermixOptions`
-    field (validated once per call by :func:`~itermix_kdiff.options.make_options`), ``seed``
-    (when the wrapped sampler takes a ``noise_sampler``), and the wrapped sampler's own
-    keywords (``eta``, ``r``, ``order``, ``solver_type``, ...), passed to it unchanged. The churn options ``s_churn, s_tmin, s_tmax, s_noise`` belong to
-    both sets: they are offered only when the wrapped sampler takes them, and go to it
-    (``s_churn`` divided by n, so each one-step call gets the whole run's churn
-    ``min(s_churn / n, sqrt 2 - 1)``). ``defaults`` are defaults for any of these keywords
+    field (one options object per call, checked where it is made), ``seed`` (when the wrapped
+    sampler takes a ``noise_sampler``), and the wrapped sampler's own keywords (``eta``, ``r``,
+    ``order``, ``solver_type``, ...), passed to it unchanged. The churn options ``s_churn,
+    s_tmin, s_tmax, s_noise`` belong to both sets: they are offered only when the wrapped
+    sampler takes them, and go to it (``s_churn`` divided by n, so each one-step call gets the
+    whole run's churn ``min(s_churn / n, sqrt 2 - 1)``). ``defaults`` are defaults for any of these keywords
     (and for ``extra_args``, ``callback``, ``disable``); unknown names raise TypeError.
 
     Noise. A sampler with a ``noise_sampler`` parameter gets one that spans the whole run,
@@ -170,7 +203,7 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     """
     spec = wrapped_spec(sampler_fn, brownian_noise)
     signature = itermix_signature(spec.own, "noise_sampler" in spec.parameters, defaults)
-    check_defaults(signature, defaults)
+    check_defaults(signature, defaults, spec.own)
 
     def sampler(*args: Any, **kwargs: Any) -> torch.Tensor:
         return run_wrapped(spec, bind_arguments(signature, args, kwargs))
@@ -182,9 +215,9 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     return sampler
 
 
-def check_defaults(signature: inspect.Signature, defaults: Dict[str, Any]) -> None:
+def check_defaults(signature: inspect.Signature, defaults: Dict[str, Any], own: Dict[str, Any]) -> None:
     """Names must be keywords of the wrapped sampler; option values are checked now, by
-    making the options they belong to."""
+    making the options they belong to, and the sampler's own keywords by their checks."""
     accepted = [name for name in signature.parameters if name not in ("model", "x", "sigmas")]
     unknown = sorted(set(defaults) - set(accepted))
     if unknown:
@@ -192,6 +225,8 @@ def check_defaults(signature: inspect.Signature, defaults: Dict[str, Any]) -> No
     make_options(**{name: value for name, value in defaults.items() if name in OPTION_NAMES})
     if defaults.get("seed") is not None:
         check_int("seed", defaults["seed"], low=0)
+    check_own_keywords(own, {name: value for name, value in defaults.items()
+                             if name in own and name not in OPTION_NAMES})
 
 
 def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
@@ -203,6 +238,7 @@ def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
     if seed is not None:
         check_int("seed", seed, low=0)
     step_kwargs = {name: arguments.pop(name) for name in spec.own if name not in OPTION_NAMES}
+    check_own_keywords(spec.own, step_kwargs)
     sigmas = arguments["sigmas"]
     for name in CHURN_OPTIONS:
         if name in spec.own:
@@ -423,3 +459,23 @@ SAMPLERS: Dict[str, Callable[..., torch.Tensor]] = {
     "lcm": sample_itermix_lcm,
     **{name: kdiffusion_sampler(*entry) for name, entry in KDIFFUSION_SAMPLERS.items()},
 }
+
+
+def check_sampler_keywords(name: str, keywords: Dict[str, Any]) -> None:
+    """Check keyword arguments for ``SAMPLERS[name]`` without running it (a CLI checks its flags
+    before it loads a model): an unknown keyword raises TypeError naming the accepted ones, the
+    option values are checked by making the options, the sampler's own keywords by its checks."""
+    check_choice("sampler", name, tuple(SAMPLERS))
+    parameters = inspect.signature(SAMPLERS[name]).parameters
+    accepted = [p for p in parameters if p not in KDIFFUSION_PARAMETERS + CALL_PARAMETERS]
+    unknown = sorted(set(keywords) - set(accepted))
+    if unknown:
+        raise TypeError(f"sampler {name} does not take {', '.join(unknown)}; it takes {', '.join(accepted)}")
+    _, own = split_options(keywords)
+    if name == "euler_perlin":
+        perlin = inspect.signature(check_perlin_keywords).parameters
+        check_perlin_keywords(**{**{p: parameters[p].default for p in perlin}, **own})
+    elif name in KDIFFUSION_SAMPLERS:
+        if own.get("seed") is not None:
+            check_int("seed", own["seed"], low=0)
+        check_own_keywords(KDIFFUSION_SAMPLERS[name][1], {k: v for k, v in own.items() if k != "seed"})

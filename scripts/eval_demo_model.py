@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from itermix_kdiff import models  # noqa: E402
 from itermix_kdiff.demo import classifier, metrics, shapes  # noqa: E402
-from itermix_kdiff.demo.train import SAMPLERS, sample_images  # noqa: E402
+from itermix_kdiff.demo.train import EVAL_SAMPLERS, sample_images  # noqa: E402
 
 
 def evaluate(denoiser, config, n=200, steps=24, cond_scale=2.0, sampler="dpmpp_2m", seed=0,
@@ -73,7 +73,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--cond-scale", type=float, default=2.0)
-    p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(SAMPLERS))
+    p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(EVAL_SAMPLERS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="where the model samples (e.g. cuda); the draws stay on the CPU, "
@@ -82,7 +82,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = args.config or args.checkpoint.with_suffix(".json")
-    config = json.loads(config_path.read_text()) if config_path.exists() else models.read_safetensors_config(args.checkpoint)
+    config = (json.loads(config_path.read_text()) if config_path.exists()
+              else models.read_safetensors_config(args.checkpoint))
     model = models.load_kdiffusion_model(config, args.checkpoint, device=args.device)
     denoiser = models.class_conditional_denoiser(model, config["dataset"]["num_classes"])
     t0 = time.time()

@@ -43,7 +43,7 @@ def demo_run(model: pipeline.LoadedModel, steps: int, scene_seed: int, scene: in
     h, w = pipeline.native_size(model.config)
     base, labels = shapes.render([scene], h, seed=scene_seed)
     x0 = pipeline.upscale(base, (2 * h, 2 * w), "bicubic")
-    sigmas = pipeline.karras_sigmas(model.config, steps)
+    sigmas = pipeline.schedule_sigmas(model, "karras", steps)
     z = noised_latents(x0, sigmas, generator=torch.Generator().manual_seed(seed))
     stepped = []
 

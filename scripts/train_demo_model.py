@@ -54,7 +54,8 @@ def parse_args(argv=None):
                         "e.g. to try other training settings without touching that run")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--snapshot-every", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default); one thread is fastest on a busy machine")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (0: torch's default); one thread is fastest on a busy machine")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--time-limit", type=float, default=None,
                    help="stop after this many seconds of this invocation, with a checkpoint and an EMA snapshot")
@@ -73,7 +74,8 @@ def main(argv=None):
     run_dir = args.run_dir or T.default_run_dir(args.run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
-    config = T.demo_config(channels=args.channels, depths=args.depths, mapping_out=args.mapping_out, patch_size=args.patch_size,
+    config = T.demo_config(channels=args.channels, depths=args.depths, mapping_out=args.mapping_out,
+                           patch_size=args.patch_size,
                            self_attn=args.self_attn, lr=args.lr, batch_size=args.batch_size, ema_max=args.ema_max,
                            density_mean=args.density_mean, density_std=args.density_std)
     model, model_ema, opt = T.build(config, args.seed)

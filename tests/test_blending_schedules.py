@@ -75,7 +75,8 @@ def test_demofusion_schedule():
     expected = [1 - (0.5 * (1 + math.cos(math.pi * t / n))) ** a for t in range(n)]
     assert close(c1, expected)
     p = torch.tensor([0.0, 0.25, 0.5, 1.0])
-    assert close(blending_schedule(4, "demofusion", alpha_1=1.0, progress=p), [0.0, 0.5 - 0.5 * math.sqrt(0.5), 0.5, 1.0])
+    assert close(blending_schedule(4, "demofusion", alpha_1=1.0, progress=p),
+                 [0.0, 0.5 - 0.5 * math.sqrt(0.5), 0.5, 1.0])
 
 
 def test_clamp_min_max():

@@ -44,7 +44,7 @@ def run_cli(argv, capsys):
 
 def tiny_args(tiny, out, *more):
     config, checkpoint = tiny
-    return ["--out", str(out), "--model", str(config), "--checkpoint", str(checkpoint), "--quiet",
+    return ["--out", str(out), "--config", str(config), "--checkpoint", str(checkpoint), "--quiet",
             "--threads", "1", *more]
 
 
@@ -59,7 +59,7 @@ def test_three_step_run_on_the_shipped_model_writes_every_promised_file(tmp_path
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == ["itermix-upscale", *argv]
     s = record["settings"]
-    assert (s["steps"], s["scale"], s["seed"], s["cfg"]) == (3, 2, 5, 2.0)
+    assert (s["steps"], s["scale"], s["seed"], s["cfg_scale"], s["scheduler"]) == (3, 2, 5, 2.0, "karras")
     assert (s["sampler"], s["preset"]) == ("euler", "reference")
     assert (s["cleanup_denoise"], s["hires_denoise"], s["upscale"]) == (0.4, 0.5, "bicubic")
     assert record["options"]["alpha_1"] == 1.5
@@ -205,8 +205,8 @@ def test_accepted_image_modes_convert_to_rgb(tmp_path):
     (["--rewind", "--rewind-min", "0.9", "--rewind-max", "0.5"], "--rewind-min must be < --rewind-max"),
     (["--sampler", "euler_ancestral", "--s-churn", "1"], "--s-churn is not an option of sampler euler_ancestral"),
     (["--sampler-arg", "bogus=1"], "takes perlin_mode"),
-    (["--cleanup-denoise", "1.5"], "--cleanup-denoise must be in [0, 1]"),
-    (["--model", "x.json"], "--model needs --checkpoint"),
+    (["--cleanup-denoise", "1.5"], "argument --cleanup-denoise: must be in [0.0, 1.0], got 1.5"),
+    (["--config", "x.json"], "--config needs --checkpoint"),
 ])
 def test_bad_flags_are_argparse_errors(tmp_path, capsys, flags, message):
     argv = ["--out", str(tmp_path / "o"), *flags]
@@ -270,7 +270,7 @@ def test_bislerp_keeps_flat_images_and_dtype():
 
 def test_img2img_starts_at_the_denoise_step(tiny):
     model = pipeline.load_model(*tiny)
-    sigmas = pipeline.karras_sigmas(model.config, 10)
+    sigmas = pipeline.schedule_sigmas(model, "karras", 10)
     x = torch.zeros(1, 3, 8, 8)
     assert pipeline.img2img_start(10, 0.15) == 8
     assert torch.equal(pipeline.img2img(model.denoiser, x, sigmas, 0.0, {}, torch.Generator()), x)
@@ -319,3 +319,144 @@ def test_a_black_denoise_mask_keeps_the_upscaled_image(tiny, tmp_path, capsys):
     record = json.loads((out / "run.json").read_text())
     assert record["options"]["denoise_mask"] == str(tmp_path / "keep.png")
     assert record["options"]["mixing_masks"] == str(tmp_path / "mix.png")
+
+
+# ---------------------------------------------------------------- flags, folders and interrupted runs
+
+
+def test_help_shows_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--scheduler" in text and "(default: karras)" in text
+    assert "--steps STEPS steps of the full schedule (default: 30)" in text
+    assert "--generate N generate N images at the model's size (4 when no source is given) (default: None)" in text
+    for f in cli.option_fields():
+        assert f"(default: {f.default}, or the preset's)" in text, f.name
+
+
+def test_scheduler_flag_gives_get_sigmas_numbers(tiny, tmp_path):
+    from itermix_kdiff.sigmas import get_sigmas
+
+    assert cli.main(tiny_args(tiny, tmp_path / "o", "--generate", "1", "--steps", "3",
+                              "--scheduler", "exponential")) == 0
+    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    model = pipeline.load_model(*tiny)
+    expected = get_sigmas(model.denoiser, "exponential", 3, config=model.config)
+    assert record["settings"]["scheduler"] == "exponential"
+    assert record["sigmas"] == [round(s, 6) for s in expected.tolist()]
+    assert expected[0] != pipeline.schedule_sigmas(model, "karras", 3)[1]
+
+
+def test_deprecated_model_flag_still_works_and_warns(tiny, tmp_path):
+    config, checkpoint = tiny
+    argv = ["--out", str(tmp_path / "o"), "--model", str(config), "--checkpoint", str(checkpoint), "--quiet",
+            "--threads", "1", "--generate", "1", "--steps", "2", "--cfg", "1.5"]
+    with pytest.warns(FutureWarning, match="--model is deprecated; use --config"):
+        assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert record["model"]["config"] == str(config) and record["settings"]["cfg_scale"] == 1.5
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "foo"], "--device 'foo' is not a torch device"),
+    (["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    (["--threads", "-1"], "argument --threads: must be >= 1, got -1"),
+    (["--cfg", "nan"], "argument --cfg-scale/--cfg: a finite number is needed, got 'nan'"),
+    (["--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    (["--sampler", "euler_perlin", "--sampler-arg", "perlin_scale=0"], "perlin_scale must be >= 1e-06"),
+    (["--sampler", "euler_ancestral", "--sampler-arg", "eta=abc"], "eta must be a number, got str"),
+    (["--sampler", "euler_ancestral", "--sampler-arg", "eta=nan"], "eta must be finite"),
+    (["--sampler", "dpmpp_2m", "--s-churn", "1"], "--s-churn is not an option of sampler dpmpp_2m"),
+])
+def test_bad_values_are_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    status, err = run_cli(["--out", str(tmp_path / "o"), *flags], capsys)
+    assert status == 2 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cuda_without_a_gpu_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    status, err = run_cli(["--out", str(tmp_path / "o"), "--device", "cuda"], capsys)
+    assert status == 2 and "--device cuda: no such device here" in err
+
+
+def test_damaged_files_are_named_before_the_weights_load(tiny, tmp_path, capsys, monkeypatch):
+    config, checkpoint = tiny
+    data = Path(checkpoint).read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:len(data) // 2])
+    forged = bytearray(data)
+    forged[8:9] = b"["
+    (tmp_path / "forged.safetensors").write_bytes(bytes(forged))
+    noise = torch.randint(0, 256, (32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    Image.fromarray(noise.numpy(), "RGB").save(tmp_path / "in.png")
+    png = (tmp_path / "in.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(png[:len(png) // 2])
+    load = pipeline.load_model
+    loaded = []
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: loaded.append(a) or load(*a, **k))
+    cases = [(tiny_args((config, tmp_path / "cut.safetensors"), tmp_path / "o"), "is truncated"),
+             (tiny_args((config, tmp_path / "forged.safetensors"), tmp_path / "o"), "must be a .safetensors file"),
+             (tiny_args(tiny, tmp_path / "o", "--input", str(tmp_path / "cut.png")), "is damaged or truncated"),
+             (tiny_args(tiny, tmp_path / "o", "--mixing-mask", str(tmp_path / "cut.png")),
+              "--mixing-mask " + str(tmp_path / "cut.png"))]
+    for argv, message in cases:
+        status, err = run_cli(argv, capsys)
+        assert status == 2 and message in err, err
+    assert loaded == [] and not (tmp_path / "o").exists()
+
+
+def test_an_earlier_run_is_refused_unless_overwrite(tiny, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = tiny_args(tiny, out, "--generate", "1", "--steps", "2")
+    assert cli.main(argv) == 0
+    (out / "notes.txt").write_text("mine")
+    status, err = run_cli(argv, capsys)
+    assert status == 2 and "holds another run's files" in err and "--overwrite" in err
+    stale = out / "stage2_128_itermix_00.png"  # a file of a 4x run that this 2x run does not write
+    stale.write_bytes(b"")
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert not stale.exists() and (out / "notes.txt").read_text() == "mine"
+    record = json.loads((out / "run.json").read_text())
+    assert set(record["files"]) == {p.name for p in out.iterdir()} - {"notes.txt"}
+    (tmp_path / "file").write_text("")
+    status, err = run_cli(tiny_args(tiny, tmp_path / "file"), capsys)
+    assert status == 2 and "is not a folder" in err
+
+
+def test_an_interrupted_run_keeps_its_finished_stages(tiny, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    img2img = pipeline.img2img
+    calls = []
+
+    def interrupt_in_stage_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # stage 1: cleanup, hires; stage 2: cleanup
+            raise KeyboardInterrupt
+        return img2img(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "img2img", interrupt_in_stage_two)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(tiny_args(tiny, out, "--generate", "1", "--steps", "2", "--scale", "4"))
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["stopped_at"] == "stage 2 128x128: cleanup"
+    assert [s["name"] for s in record["stages"]] == ["stage1"]
+    assert {p.name for p in out.iterdir()} == set(record["files"])
+    assert "stage1_64_cleanup_00.png" in record["files"] and not any("stage2" in f for f in record["files"])
+
+
+def test_an_interrupted_write_leaves_no_half_file(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    out.mkdir()
+    save = Image.Image.save
+
+    def half_then_interrupt(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        cli.save_batch(out, "base_8", torch.zeros(1, 3, 8, 8), [])
+    monkeypatch.setattr(Image.Image, "save", save)
+    assert list(out.iterdir()) == []

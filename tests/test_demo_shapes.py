@@ -29,9 +29,9 @@ def test_deterministic_per_seed_and_index_and_in_range():
     assert not torch.allclose(a, c)
     assert a.min() >= -1 and a.max() <= 1
     # Training batches are scenes step * batch_size ... of the dataset.
-    x, l = shapes.batch(11, 2, 4, 32)
+    x, labels = shapes.batch(11, 2, 4, 32)
     y, m = shapes.render(range(8, 12), 32, seed=11)
-    assert torch.equal(x, y) and torch.equal(l, m)
+    assert torch.equal(x, y) and torch.equal(labels, m)
 
 
 def test_class_override_changes_only_the_object():

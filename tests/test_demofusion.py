@@ -121,7 +121,10 @@ def test_jitter_range_and_determinism():
 @pytest.mark.parametrize("jitter", [False, True])
 def test_weights_sum_to_one_at_every_pixel(weights, jitter):
     x = make_x(h=15, w=22)
-    ones = lambda v, s: torch.ones_like(v)
+
+    def ones(v, s):
+        return torch.ones_like(v)
+
     tiled = df.TiledDenoiser(ones, window=8, stride=3, jitter=jitter, weights=weights, seed=5)
     out = tiled(x, sigma_for(x))
     torch.testing.assert_close(out, torch.ones_like(x), rtol=0, atol=1e-6)
@@ -203,7 +206,10 @@ def test_tiling_changes_a_model_with_a_receptive_field_and_the_seed_matters():
 def test_dtype_kept_and_input_untouched():
     x = make_x(h=10, w=13).to(torch.bfloat16)
     before = x.clone()
-    model = lambda v, s: v * 0.5
+
+    def model(v, s):
+        return v * 0.5
+
     out = df.TiledDenoiser(model, 6, 3)(x, sigma_for(x))
     assert out.dtype == torch.bfloat16 and torch.equal(x, before)
     torch.testing.assert_close(out, x * 0.5, rtol=1e-2, atol=1e-2)

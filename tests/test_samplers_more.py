@@ -84,7 +84,8 @@ def test_perlin_strength_zero_reduces_to_core(model, mode):
 
 def test_perlin_batch_shares_one_mask_set_unless_per_row(model):
     x0, sigmas, stack = setup(model, shape=(2, 4, 8, 8))
-    both = sample_itermix_euler_perlin(model, x0, sigmas, noised_latents=stack, perlin_mode="matched_noise", disable=True)
+    both = sample_itermix_euler_perlin(model, x0, sigmas, noised_latents=stack, perlin_mode="matched_noise",
+                                       disable=True)
     for b in range(2):
         one = sample_itermix_euler_perlin(model, x0[b:b + 1], sigmas, noised_latents=stack[:, b:b + 1],
                                           perlin_mode="matched_noise", disable=True)

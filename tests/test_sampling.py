@@ -124,9 +124,11 @@ def test_mixing_masks(model):
     x0, sigmas = setup(model)
     stack = a1_stack(x0, sigmas)
     n = len(sigmas) - 1
-    zero = sample_itermix_euler(model, x0, sigmas, noised_latents=stack, mixing_masks=torch.zeros(n, 1, 8, 8), disable=True)
+    zero = sample_itermix_euler(model, x0, sigmas, noised_latents=stack, mixing_masks=torch.zeros(n, 1, 8, 8),
+                                disable=True)
     assert torch.equal(zero, K.sampling.sample_euler(model, stack[0], sigmas, disable=True))
-    ones = sample_itermix_euler(model, x0, sigmas, noised_latents=stack, mixing_masks=torch.ones(1, 1, 8, 8), disable=True)
+    ones = sample_itermix_euler(model, x0, sigmas, noised_latents=stack, mixing_masks=torch.ones(1, 1, 8, 8),
+                                disable=True)
     assert torch.allclose(ones, sample_itermix_euler(model, x0, sigmas, noised_latents=stack, disable=True), atol=1e-6)
     half = torch.zeros(n, 1, 8, 8)
     half[..., :4] = 1

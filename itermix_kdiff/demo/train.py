@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from ..sigmas import get_sigmas
 from . import shapes
 
 
@@ -213,7 +214,8 @@ def param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-SAMPLERS = {
+#: The plain k-diffusion samplers the demo model is evaluated with (not itermix samplers).
+EVAL_SAMPLERS = {
     "dpmpp_2m": "sample_dpmpp_2m",
     "heun": "sample_heun",
     "euler": "sample_euler",
@@ -233,7 +235,7 @@ def sample_images(denoiser, labels: torch.Tensor, *, size: int = 32, steps: int 
 
     Karras sigmas (rho 7) from ``sigma_max`` to ``sigma_min`` over ``steps`` steps, then 0;
     start ``x = sigma_max * N(0, I)`` drawn from ``generator``; k-diffusion's ``sampler``
-    (one of ``SAMPLERS``). The stochastic ones draw their fresh noise from ``generator``
+    (one of ``EVAL_SAMPLERS``). The stochastic ones draw their fresh noise from ``generator``
     too, so every sampler is deterministic for a seeded generator.
 
     With ``restore`` (clean images) and ``sigma_start``: start from
@@ -242,12 +244,12 @@ def sample_images(denoiser, labels: torch.Tensor, *, size: int = 32, steps: int 
     """
     import k_diffusion as K
 
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
+    if sampler not in EVAL_SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(EVAL_SAMPLERS)}, got {sampler!r}")
     labels = torch.as_tensor(labels).long()
     if (restore is None) != (sigma_start is None):
         raise ValueError("restore and sigma_start go together")
-    sigmas = K.sampling.get_sigmas_karras(steps, sigma_min, sigma_max, rho=7.0)
+    sigmas = get_sigmas((sigma_min, sigma_max), "karras", steps)
     shape = [labels.shape[0], 3, size, size]
     if restore is None:
         x = torch.randn(shape, generator=generator) * sigma_max
@@ -257,7 +259,7 @@ def sample_images(denoiser, labels: torch.Tensor, *, size: int = 32, steps: int 
         sigmas = torch.cat([torch.tensor([float(sigma_start)]), sigmas[sigmas < sigma_start]])
         x = restore.cpu().float() + torch.randn(shape, generator=generator) * float(sigma_start)
     x, sigmas = x.to(device, dtype), sigmas.to(device, dtype)
-    fn = getattr(K.sampling, SAMPLERS[sampler])
+    fn = getattr(K.sampling, EVAL_SAMPLERS[sampler])
     extra = {"class_labels": labels.to(device), "cond_scale": cond_scale}
     kwargs = {}
     if sampler in STOCHASTIC_SAMPLERS:
