@@ -1,4 +1,5 @@
 import inspect
+import pydoc
 import subprocess
 import sys
 
@@ -323,3 +324,49 @@ def test_demofusion_progress_respects_schedule_offset_and_clamp(model):
     second = sampler_weights(model, sigmas[20:], make_options(schedule_steps=40, schedule_offset=20, **kw))
     assert torch.equal(second, full[20:])
     assert (full[30:] == 1).all() and (full[:30] < 1).all()
+
+
+def test_threads_set_by_a_test_do_not_leak_to_the_next_one_part_1():
+    torch.set_num_threads(THREADS_AT_IMPORT + 1)
+    assert torch.get_num_threads() == THREADS_AT_IMPORT + 1
+
+
+def test_threads_set_by_a_test_do_not_leak_to_the_next_one_part_2():
+    # runs after part 1 (pytest keeps file order): the conftest fixture restored the count
+    assert torch.get_num_threads() == THREADS_AT_IMPORT
+
+
+THREADS_AT_IMPORT = torch.get_num_threads()
+
+
+def test_options_check_themselves_where_they_are_made():
+    from itermix_kdiff import ItermixOptions
+
+    with pytest.raises(ValueError, match=r"alpha_1 must be >= 0.0, got -3.0"):
+        ItermixOptions(alpha_1=-3.0)
+    with pytest.raises(ValueError, match=r"blending_function must be one of addition, slerp, norm_only; got 'nope'"):
+        ItermixOptions(blending_function="nope")
+    with pytest.raises(ValueError, match=r"blending_schedule must be one of cosine, linear, logistic, demofusion"):
+        ItermixOptions(blending_schedule="karras")
+    assert ItermixOptions().blend is ItermixOptions(blending_function="addition").blend
+
+
+def test_every_native_sampler_shows_the_options_with_their_defaults():
+    import dataclasses
+
+    from itermix_kdiff import ItermixOptions, sample_itermix_dpmpp_2m, sample_itermix_euler_perlin, sample_itermix_lcm
+    from itermix_kdiff.options import CHURN_OPTIONS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ItermixOptions)}
+    for fn, churn in ((sample_itermix_euler, True), (sample_itermix_euler_perlin, True),
+                      (sample_itermix_dpmpp_2m, False), (sample_itermix_lcm, False)):
+        params = inspect.signature(fn).parameters
+        shown = {name: p.default for name, p in params.items() if name in defaults}
+        expected = {name: d for name, d in defaults.items() if churn or name not in CHURN_OPTIONS}
+        assert shown == expected, fn.__name__
+        assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in shown)
+        assert "alpha_1=2.4" in pydoc.render_doc(fn)  # what help() shows
+    assert "perlin_scale=10.0" in str(inspect.signature(sample_itermix_euler_perlin))
+    assert list(inspect.signature(sample_itermix_lcm).parameters)[7] == "noise_sampler"
+    with pytest.raises(TypeError, match="s_churn"):
+        sample_itermix_dpmpp_2m(lambda x, s: x, torch.zeros(1, 1, 2, 2), torch.tensor([1.0, 0.0]), s_churn=1.0)
