@@ -17,8 +17,8 @@ import torch
 
 from .blending import masked_blend
 from .blending_schedules import sampler_weights
-from .masks import denoise_mask_at, mask_after, mask_before, masked_latents
-from .noised import NoisedLatents, check_noised_latents, noised_latents as make_noised_latents
+from .masks import check_mask, check_mask_values, denoise_mask_at, mask_after, mask_before, masked_latents
+from .noised import NoisedLatents, check_noised_latents, noised_latents as make_noised_latents, per_row
 from .options import ItermixOptions
 from .sigmas import check_sigmas
 from .statistics import match_statistics
@@ -72,15 +72,6 @@ def progress_bar(iterable: range, disable: Optional[bool]):
     return tqdm(iterable, disable=disable)
 
 
-def _check_broadcast(name: str, t: torch.Tensor, shape: torch.Size) -> None:
-    try:
-        ok = torch.broadcast_shapes(t.shape, shape) == shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the latent's shape {tuple(shape)}")
-
-
 def prepare_run(model: Any, x: torch.Tensor, sigmas: torch.Tensor,
                 noised_latents: Optional[NoisedLatents], opts: ItermixOptions) -> torch.Tensor:
     """Check the tensors of a run against each other and return its ``c1``.
@@ -95,14 +86,18 @@ def prepare_run(model: Any, x: torch.Tensor, sigmas: torch.Tensor,
     n = len(sigmas) - 1
     if noised_latents is not None:
         check_noised_latents(noised_latents, x, n)
+    if per_row(opts.generator) and len(opts.generator) != x.shape[0]:
+        raise ValueError(f"generator holds {len(opts.generator)} generators for a batch of {x.shape[0]}: "
+                         f"give one per batch row")
     if opts.denoise_mask is not None:
-        _check_broadcast("denoise_mask", opts.denoise_mask, x.shape)
+        check_mask("denoise_mask", opts.denoise_mask, x.shape)
     if opts.mixing_masks is not None:
         masks = opts.mixing_masks
         if masks.ndim < 1 or masks.shape[0] not in (1, n):
             raise ValueError(f"mixing_masks must hold one mask per step ({n}) or one mask "
                              f"(first dimension 1); got shape {tuple(masks.shape)}")
-        _check_broadcast("mixing_masks[i]", masks[0], x.shape)
+        check_mask("mixing_masks[i]", masks[0], x.shape)
+        check_mask_values("mixing_masks", masks)
     if opts.normalize_on_mean:
         warnings.warn("normalize_on_mean is deprecated (as in the reference); it still matches the "
                       "result's per-channel mean and std to the input latent's", DeprecationWarning,
@@ -152,7 +147,8 @@ def itermix_loop(step: StepFunction, x: torch.Tensor, sigmas: torch.Tensor, c1: 
     starting each pass from its noisiest latent ``z'_start``. A step the blend throws away
     (``s.discarded``) may return None: its result is then ``z_m`` and the callback reports the
     pass's clean latent as ``denoised``. The callback gets k-diffusion's dict with ``x`` the
-    latent the step started from (``x_m``) and ``i`` counted over the whole schedule.
+    latent the step started from (``x_m``) and ``i`` counted over the whole schedule, as
+    copies it may change.
     ``skippable=False`` never marks a step discarded (samplers whose next step needs this
     one's model call); ``intermediates`` (a list) also turns skipping off and collects
     ``(step result, latent after mixing)`` per step.
@@ -166,7 +162,7 @@ def itermix_loop(step: StepFunction, x: torch.Tensor, sigmas: torch.Tensor, c1: 
         for i, z_i in zip(progress_bar(range(start, n), disable), zs):
             if i == start:
                 x = z_i  # each pass starts from its noisiest latent
-            mask = denoise_mask_at(sigmas[i], opts.denoise_mask, opts.denoise_mask_fn)
+            mask = denoise_mask_at(sigmas[i], opts.denoise_mask, opts.denoise_mask_fn, x.shape)
             x_m, z_m = mask_before(x, z_i, x0, mask)
             if opts.mix == "before_step":
                 x = x_m = mix_latents(z_m, x_m, i, c1, opts)
@@ -182,7 +178,10 @@ def itermix_loop(step: StepFunction, x: torch.Tensor, sigmas: torch.Tensor, c1: 
             if intermediates is not None:
                 intermediates.append((out.x, x))
             if callback is not None and out.denoised is not None:
-                callback({'x': x_m, 'i': i, 'sigma': sigmas[i], 'sigma_hat': out.sigma_hat, 'denoised': out.denoised})
+                # copies: at a pass's first step x_m is the caller's noised latent, at a skipped
+                # step denoised is the caller's x, and a preview may clamp what it is given in place
+                callback({'x': x_m.clone(), 'i': i, 'sigma': sigmas[i].clone(), 'sigma_hat': out.sigma_hat.clone(),
+                          'denoised': out.denoised.clone()})
     if opts.normalize_on_mean:
         x = match_statistics(x, x0, dims=tuple(range(2, x.ndim)))
     return x

@@ -10,11 +10,37 @@ import torch
 from .noised import NoisedLatents, latent_at
 
 
-def denoise_mask_at(sigma: torch.Tensor, mask: Optional[torch.Tensor], mask_fn) -> Optional[torch.Tensor]:
-    """``M'(sigma)``: the denoise mask, through ``mask_fn(sigma, mask)`` when one is given (A4)."""
+def check_mask_values(name: str, mask: torch.Tensor) -> None:
+    """Mask values must lie in [0, 1] (a NaN or a 5 would silently give NaN or a wrong picture)."""
+    values = mask if mask.dtype == torch.bool or mask.is_floating_point() else mask.float()
+    if values.dtype != torch.bool and not ((values >= 0) & (values <= 1)).all():  # NaN fails both
+        raise ValueError(f"{name} must hold values in [0, 1] (1 = use, 0 = keep), got values from "
+                         f"{values.min().item():g} to {values.max().item():g}"
+                         f"{' and NaN' if torch.isnan(values).any() else ''}")
+
+
+def check_mask(name: str, mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A mask for latents of ``shape``: a tensor that broadcasts to it, with values in [0, 1];
+    returned as given."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(mask).__name__}")
+    try:
+        ok = torch.broadcast_shapes(mask.shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to the latent's shape {tuple(shape)}")
+    check_mask_values(name, mask)
+    return mask
+
+
+def denoise_mask_at(sigma: torch.Tensor, mask: Optional[torch.Tensor], mask_fn,
+                    shape: torch.Size) -> Optional[torch.Tensor]:
+    """``M'(sigma)``: the denoise mask, through ``mask_fn(sigma, mask)`` when one is given (A4),
+    whose result is checked as the mask was."""
     if mask is None or mask_fn is None:
         return mask
-    return mask_fn(sigma.reshape(1).to(mask.device), mask)
+    return check_mask("denoise_mask_fn's result", mask_fn(sigma.reshape(1).to(mask.device), mask), shape)
 
 
 def mask_before(x: torch.Tensor, z: torch.Tensor, x0: torch.Tensor,
@@ -45,6 +71,7 @@ def masked_latents(z: NoisedLatents, shape: torch.Size, sigmas: torch.Tensor, st
         z_k = latent_at(z, k - start, shape)
         if mask is not None:
             if mask_fn is not None:
-                mask = mask_fn(sigmas[k].reshape(1).to(mask.device), mask)
+                mask = check_mask("denoise_mask_fn's result", mask_fn(sigmas[k].reshape(1).to(mask.device), mask),
+                                  shape)
             z_k = z_k * mask
         yield z_k

@@ -13,6 +13,10 @@ With a ``generator`` (or ``lazy=True``) independent noise is drawn per step from
 generator seeded with ``base_seed + k``, where ``base_seed`` is read from
 ``generator`` (or from the global RNG): a stack and a lazy source made from
 generators in the same state hold the same numbers.
+
+``generator`` may also be a sequence of B generators, one per batch row (B1): row b's
+noise then comes from generator b alone, exactly as when that row is sampled by itself
+with that generator, so each image of a batch follows its own seed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,39 @@ import torch
 
 NOISE_KINDS = ("independent", "shared")
 
+#: A run's source of randomness: None (the global RNG), one generator, or one per batch row.
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+#: A base seed (:func:`draw_base_seed`): one, or one per batch row.
+Seeds = Union[int, Sequence[int]]
+
+
+def check_generator(generator: Generators, name: str = "generator") -> None:
+    """None, a torch.Generator, or a non-empty sequence of them (one per batch row)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if (isinstance(generator, (list, tuple)) and generator
+            and all(isinstance(g, torch.Generator) for g in generator)):
+        return
+    raise TypeError(f"{name} must be a torch.Generator, a list of them (one per batch row) or None, "
+                    f"got {type(generator).__name__}")
+
+
+def per_row(generator: Generators) -> bool:
+    return isinstance(generator, (list, tuple))
+
+
+def randn_rows(shape: Sequence[int], generator: Generators, dtype: torch.dtype,
+               device: Union[str, torch.device]) -> torch.Tensor:
+    """``torch.randn(shape)`` from ``generator`` (the global RNG when None); with one generator
+    per row, row b is ``randn((1, *shape[1:]))`` from generator b."""
+    if not per_row(generator):
+        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"generator holds {len(generator)} generators for a batch of {shape[0]}: "
+                         f"give one per batch row")
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=device) for g in generator])
+
 
 class LazyNoisedLatents:
     """``z'_k`` computed on access from ``x0``, the sigmas and either one shared noise
@@ -30,7 +67,7 @@ class LazyNoisedLatents:
     ``x0``'s shape) while holding only ``x0`` and at most one noise tensor."""
 
     def __init__(self, x0: torch.Tensor, sigmas: torch.Tensor, *,
-                 shared_noise: Optional[torch.Tensor] = None, base_seed: Optional[int] = None):
+                 shared_noise: Optional[torch.Tensor] = None, base_seed: Optional[Seeds] = None):
         if (shared_noise is None) == (base_seed is None):
             raise ValueError("give exactly one of shared_noise and base_seed")
         self.x0 = x0
@@ -70,29 +107,44 @@ def latent_at(z: NoisedLatents, k: int, shape: torch.Size) -> torch.Tensor:
 
 
 def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
-    """A sampler's ``noised_latents`` for ``n`` steps of the latent ``x``: n + 1 latents of
-    ``x``'s shape, with or without its batch dimension."""
+    """A sampler's ``noised_latents`` for ``n`` steps of the latent ``x``: n + 1 finite latents
+    of ``x``'s shape (with or without its batch dimension), dtype and device, as a stack, a
+    list or tuple of tensors, or a :class:`LazyNoisedLatents` (built from a checked ``x0``)."""
     accepted = (f"a stack of shape ({n + 1}, {', '.join(map(str, x.shape))}) or "
-                f"({n + 1}, {', '.join(map(str, x.shape[1:]))}), or a lazy source of {n + 1} latents")
-    if isinstance(z, torch.Tensor):
-        if z.shape[1:] not in (x.shape, x.shape[1:]) or len(z) != n + 1:
+                f"({n + 1}, {', '.join(map(str, x.shape[1:]))}), a list of {n + 1} such latents, or a lazy "
+                f"source of {n + 1} latents")
+    shapes = (tuple(x.shape), tuple(x.shape[1:]))
+    if isinstance(z, LazyNoisedLatents):
+        if len(z) != n + 1 or tuple(z.shape[1:]) not in shapes:
+            raise ValueError(f"noised_latents must be {accepted}; got a lazy source of shape {tuple(z.shape)}")
+        tensors = [z.x0]
+    elif isinstance(z, torch.Tensor):
+        if len(z) != n + 1 or tuple(z.shape[1:]) not in shapes:
             raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(z.shape)}")
-        return
-    if not (hasattr(z, "__len__") and hasattr(z, "__getitem__")):
+        tensors = [z]
+    elif isinstance(z, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in z):
+        if len(z) != n + 1:
+            raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents")
+        bad = next((k for k, t in enumerate(z) if tuple(t.shape) not in shapes), None)
+        if bad is not None:
+            raise ValueError(f"noised_latents must be {accepted}; latent {bad} has shape {tuple(z[bad].shape)}")
+        tensors = list(z)
+    else:
         raise TypeError(f"noised_latents must be {accepted}; got {type(z).__name__}")
-    if len(z) != n + 1:
-        raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents")
-    shape = getattr(z, "shape", None)
-    if shape is not None and tuple(shape[1:]) not in (tuple(x.shape), tuple(x.shape[1:])):
-        raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(shape)}")
+    for t in tensors:
+        if t.dtype != x.dtype or t.device != x.device:
+            raise ValueError(f"noised_latents must have x's dtype and device ({x.dtype}, {x.device}); "
+                             f"got {t.dtype}, {t.device}: convert them with .to(x)")
+        if not torch.isfinite(t).all():
+            raise ValueError("noised_latents contain NaN or inf")
 
 
-def fresh_noise(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Noise like ``x`` (churn, LCM) from ``generator``, or from the global RNG as k-diffusion
-    and the reference draw it."""
+def fresh_noise(x: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """Noise like ``x`` (churn, LCM) from ``generator`` (one, or one per row), or from the
+    global RNG as k-diffusion and the reference draw it."""
     if generator is None:
         return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return randn_rows(x.shape, generator, x.dtype, x.device)
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -102,15 +154,27 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> tor
     return (x0.to(dtype) + noise.to(dtype) * sigma.to(x0.device, dtype)).to(x0.dtype)
 
 
-def step_noise(x0: torch.Tensor, base_seed: int, k: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+def step_noise(x0: torch.Tensor, base_seed: Seeds, k: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Independent noise for step ``k``: a fresh generator on ``x0``'s device seeded ``base_seed + k``
-    (written into ``out`` when given, e.g. one slot of a preallocated stack)."""
-    g = torch.Generator(device=x0.device).manual_seed(base_seed + k)
-    return torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device, out=out)
+    (with one base seed per row, row b from ``base_seed[b] + k``), written into ``out`` when
+    given (e.g. one slot of a preallocated stack)."""
+    def generator(seed: int) -> torch.Generator:
+        return torch.Generator(device=x0.device).manual_seed(seed + k)
+
+    if isinstance(base_seed, int):
+        return torch.randn(x0.shape, generator=generator(base_seed), dtype=x0.dtype, device=x0.device, out=out)
+    out = torch.empty_like(x0) if out is None else out
+    for b, seed in enumerate(base_seed):
+        torch.randn((1, *x0.shape[1:]), generator=generator(seed), dtype=x0.dtype, device=x0.device,
+                    out=out[b:b + 1])
+    return out
 
 
-def draw_base_seed(generator: Optional[torch.Generator]) -> int:
-    """One 62-bit seed read from ``generator`` (or from the global RNG when None)."""
+def draw_base_seed(generator: Generators) -> Seeds:
+    """One 62-bit seed read from ``generator`` (or from the global RNG when None); a list of
+    them, one read from each, for one generator per row."""
+    if per_row(generator):
+        return [draw_base_seed(g) for g in generator]
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=device).item())
 
@@ -120,7 +184,7 @@ def noised_latents(
     sigmas: torch.Tensor,
     *,
     noise: str = "independent",
-    generator: Optional[torch.Generator] = None,
+    generator: Generators = None,
     lazy: bool = False,
 ) -> Union[torch.Tensor, LazyNoisedLatents]:
     """The noised copies ``z'_k = x0 + eps_k * sigma_k`` of the clean latent, ``k = 0..n``.
@@ -133,17 +197,28 @@ def noised_latents(
     - ``noise="independent"`` otherwise: ``eps_k`` from a generator seeded ``base_seed + k``,
       ``base_seed`` drawn from ``generator`` (or the global RNG).
     - ``noise="shared"`` (B2): ``eps = torch.randn(x0.shape, generator=generator)`` for every k.
+
+    With one generator per batch row, row b's base seed (or shared noise) is drawn from
+    generator b, so each row holds the numbers it would hold alone.
     """
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.ndim < 2:
         raise TypeError("x0 must be a floating-point tensor with a leading batch dimension (B, ...)")
-    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 1:
-        raise ValueError("sigmas must be a non-empty 1-D tensor")
+    if not torch.isfinite(x0).all():
+        raise ValueError("x0 contains NaN or inf")
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 1 or not sigmas.is_floating_point():
+        raise ValueError("sigmas must be a non-empty 1-D floating-point tensor")
+    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
+        raise ValueError("sigmas must be finite and >= 0")
     if noise not in NOISE_KINDS:
         raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator(generator)
+    if not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True or False, got {lazy!r}")
+    if per_row(generator) and len(generator) != x0.shape[0]:
+        raise ValueError(f"generator holds {len(generator)} generators for a batch of {x0.shape[0]}: "
+                         f"give one per batch row")
     if noise == "shared":
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        eps = randn_rows(x0.shape, generator, x0.dtype, x0.device)
         if lazy:
             return LazyNoisedLatents(x0, sigmas, shared_noise=eps)
         return add_noise(x0, eps, _per_step(sigmas, x0.ndim))

@@ -20,7 +20,7 @@ import torch
 from ._checks import check_choice, check_int, check_number
 from .blending import BLENDING_FUNCTIONS
 from .blending_schedules import BLENDING_SCHEDULES
-from .noised import NOISE_KINDS
+from .noised import NOISE_KINDS, Generators, check_generator
 
 MIX_MODES = ("after_step", "before_step")
 
@@ -29,7 +29,8 @@ MIX_MODES = ("after_step", "before_step")
 class ItermixOptions:
     """Every mixing option with its default (docs/algorithm.md section in brackets).
 
-    generator: torch.Generator for the noised latents (None: the global RNG, as the reference) [A1]
+    generator: torch.Generator for the noised latents and other noise (None: the global RNG, as
+        the reference) [A1], or a list of them, one per batch row [B1]
     noise: "independent" (a new eps per step, A1) or "shared" (one eps, B2)
     lazy: compute each noised latent on demand instead of holding all n+1 (B1)
     alpha_1, blending_schedule, start/stop/clamp_blending_at_pct, blend_min, blend_max: c1 [A2, B2]
@@ -46,7 +47,7 @@ class ItermixOptions:
     Raises TypeError or ValueError naming the field and what it accepts.
     """
 
-    generator: Optional[torch.Generator] = None
+    generator: Generators = None
     noise: str = "independent"
     lazy: bool = False
     alpha_1: float = 2.4
@@ -77,8 +78,7 @@ class ItermixOptions:
         check_choice("blending_schedule", self.blending_schedule, tuple(BLENDING_SCHEDULES))
         check_choice("blending_function", self.blending_function, tuple(BLENDING_FUNCTIONS))
         check_choice("mix", self.mix, MIX_MODES)
-        if self.generator is not None and not isinstance(self.generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(self.generator).__name__}")
+        check_generator(self.generator)
         for name in ("lazy", "normalize_on_mean", "rewind"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -88,6 +88,14 @@ class ItermixOptions:
                 check_number(name, getattr(self, name), low=0.0)
         check_number("blend_min", self.blend_min, low=0.0, high=1.0)
         check_number("blend_max", self.blend_max, low=0.0, high=1.0)
+        if self.blend_min > self.blend_max:
+            raise ValueError(f"blend_min must be <= blend_max (it would turn the curve upside down), "
+                             f"got {self.blend_min} > {self.blend_max}")
+        if (self.blending_schedule in ("linear", "logistic") and self.start_blending_at_pct is not None
+                and self.start_blending_at_pct >= 1):
+            raise ValueError(f"start_blending_at_pct must be < 1 with the {self.blending_schedule} schedule: "
+                             f"{self.start_blending_at_pct} keeps c1 at 0 for every step, so no step would "
+                             f"be sampled")
         if self.schedule_steps is not None:
             check_int("schedule_steps", self.schedule_steps, low=1)
         check_int("schedule_offset", self.schedule_offset, low=0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -110,27 +110,40 @@ def sample_itermix_euler(model, x, sigmas, extra_args, callback, disable, noised
     return itermix_loop(step, x, sigmas, c1, callback, disable, noised_latents, opts)
 
 
-def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: int, scale: float,
+def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: Union[int, Sequence[int]], scale: float,
                    per_row: bool) -> torch.Tensor:
     """A7's Perlin tensors ``P_0 .. P_{count-1}`` (A8 masks of the latent's H x W), shaped to
     broadcast against ``x``: ``(count, 1|B, C|1, H, W)``. ``latents`` mode repeats each mask
-    over the channels; one mask set serves the whole batch unless ``per_row``."""
+    over the channels. One mask set serves the whole batch, unless ``per_row`` (row r takes
+    the masks ``r*count .. (r+1)*count - 1`` of the seed's sequence) or ``seed`` is a list of
+    one seed per row (row r takes the set of seed r, as when it is sampled alone)."""
     B, C, H, W = x.shape
-    rows = B if per_row else 1
-    masks = perlin_masks(count * rows, W, H, seed=seed, scale=scale, device=x.device, dtype=x.dtype)
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != B:
+            raise ValueError(f"seed holds {len(seed)} seeds for a batch of {B}: give one per batch row")
+        sets = [perlin_masks(count, W, H, seed=s, scale=scale, device=x.device, dtype=x.dtype) for s in seed]
+        masks = torch.cat(sets)
+        rows = B
+    else:
+        rows = B if per_row else 1
+        masks = perlin_masks(count * rows, W, H, seed=seed, scale=scale, device=x.device, dtype=x.dtype)
     # row r takes masks r*count .. (r+1)*count - 1, so row 0 sees the shared set
     masks = masks.permute(0, 3, 1, 2).reshape(rows, count, 1, H, W).transpose(0, 1)
     return masks.expand(count, rows, C, H, W) if mode == "latents" else masks
 
 
-def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale: float, seed: int,
-                          perlin_per_row: bool) -> None:
+def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale: float,
+                          seed: Union[int, Sequence[int]], perlin_per_row: bool) -> None:
     """Check :func:`sample_itermix_euler_perlin`'s own keywords (A7)."""
     if perlin_mode not in PERLIN_MODES:
         raise ValueError(f"perlin_mode must be one of {', '.join(PERLIN_MODES)}; got {perlin_mode!r}")
     check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
     check_number("perlin_scale", perlin_scale, low=1e-6)
-    check_int("seed", seed, low=0)
+    if isinstance(seed, (list, tuple)) and seed:
+        for s in seed:
+            check_int("seed", s, low=0)
+    else:
+        check_int("seed", seed, low=0)
     if not isinstance(perlin_per_row, bool):
         raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
 
@@ -138,12 +151,13 @@ def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale
 @itermix_sampler(churn=True)
 def sample_itermix_euler_perlin(model, x, sigmas, extra_args, callback, disable, noised_latents, opts, *,
                                 perlin_mode: str = "masks", perlin_strength: float = 0.75,
-                                perlin_scale: float = 10.0, seed: int = 0,
+                                perlin_scale: float = 10.0, seed: Union[int, Sequence[int]] = 0,
                                 perlin_per_row: bool = False) -> torch.Tensor:
     """Euler with iterative mixing plus Perlin structure: the reference's ``euler_perlin`` (A7).
 
     With ``c1p = 1 + perlin_strength (c1 - 1)`` and ``P_i`` the A8 masks (``seed``,
-    ``perlin_scale``; one set per pass, shared by the batch unless ``perlin_per_row``), per step::
+    ``perlin_scale``; one set per pass, shared by the batch unless ``perlin_per_row``, or one
+    set per row from a list of one ``seed`` per row), per step::
 
         x_m, z_m = mask_before(x, z'_i);  x = step(x_m, i);  x = blend(z_m, x, c1[i])
         latents:        x = x c1p[i] + P_i (1 - c1p[i]) x

@@ -48,13 +48,18 @@ SigmaRange = Tuple[Optional[float], Optional[float]]
 
 
 def check_sigmas(sigmas) -> None:
-    """A sampling schedule: a 1-D tensor of n + 1 >= 2 finite, non-negative, non-increasing sigmas."""
-    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError("sigmas must be a 1-D tensor of at least 2 values (n + 1 for n steps)")
+    """A sampling schedule: a 1-D floating-point tensor of n + 1 >= 2 finite sigmas, strictly
+    decreasing, so 0 only at the end (a repeated sigma is a step of length 0: k-diffusion's
+    DPM-Solver++ divides by it, and a 0 before the end makes every ``to_d`` divide by 0)."""
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 2 or not sigmas.is_floating_point():
+        raise ValueError("sigmas must be a 1-D floating-point tensor of at least 2 values (n + 1 for n steps)")
     if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
         raise ValueError("sigmas must be finite and >= 0")
-    if (sigmas[1:] > sigmas[:-1]).any():
-        raise ValueError("sigmas must be non-increasing (sigma_0 >= sigma_1 >= ... >= sigma_n)")
+    repeats = (sigmas[1:] >= sigmas[:-1]).nonzero()
+    if len(repeats):
+        i = int(repeats[0])
+        raise ValueError(f"sigmas must be strictly decreasing, 0 only at the end: sigmas[{i}] = "
+                         f"{sigmas[i].item():g}, sigmas[{i + 1}] = {sigmas[i + 1].item():g}")
 
 
 # ---------------------------------------------------------------- model access
@@ -387,6 +392,11 @@ def get_sigmas(model, scheduler: str, steps: int, denoise: float = 1.0, *,
         sigmas = SCHEDULERS[name](model, steps, lo, hi)
     else:
         sigmas = SCHEDULERS[name](model, int(steps / denoise), lo, hi)[-(steps + 1):]
+    repeats = int((sigmas[1:] >= sigmas[:-1]).sum())
+    if repeats:
+        # ComfyUI keeps such schedules; every step of length 0 would divide by zero in our samplers
+        raise ValueError(f"scheduler {name!r} gives {repeats} repeated sigma(s) for steps={steps} on this model "
+                         f"(its timestep table has too few distinct values for that many steps): use fewer steps")
     return sigmas.to(device=device, dtype=torch.float32)
 
 

@@ -14,15 +14,17 @@ their k-diffusion function up on the first call.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 
 from ._checks import check_choice, check_int, check_number
 from ._loop import Step, Stepped, itermix_loop, prepare_run
-from .noised import NOISE_KINDS, NoisedLatents, draw_base_seed, fresh_noise, noised_latents as make_noised_latents
+from .noised import (NOISE_KINDS, Generators, NoisedLatents, Seeds, draw_base_seed, fresh_noise, randn_rows,
+                     noised_latents as make_noised_latents)
 from .options import (CALL_PARAMETERS, CHURN_OPTIONS, OPTION_NAMES, ItermixOptions, bind_arguments, make_options,
                       sampler_signature, split_options)
 from .sampling import (check_perlin_keywords, churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler,
@@ -177,10 +179,12 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     RNG, after the first pass's noised latents); for the others Gaussian draws from a
     ``torch.Generator`` seeded ``seed``, or when ``seed`` is None from ``generator`` (the
     global RNG when None). Noise is never repeated between steps or passes. k-diffusion's
-    churn noise comes from the global RNG, as in k-diffusion (whose ``sample_euler``,
-    ``sample_heun`` and ``sample_dpm_2`` draw it at every step, churn or not: with
-    ``rewind`` and no ``generator`` the later passes' noised latents then differ from
-    ``sample_itermix_euler``'s).
+    churn noise (``sample_euler``, ``sample_heun`` and ``sample_dpm_2`` draw it at every step,
+    churn or not) is drawn only on steps that churn (:func:`churn_noise`), from ``generator``
+    when one is given, else from the global RNG: as in ``sample_itermix_euler``, a run without
+    churn reads no RNG for it, and a run with a generator leaves the global RNG untouched.
+    ``generator`` and ``seed`` may hold one generator or seed per batch row, so that each row
+    follows its own.
 
     Multistep samplers (``sample_lms``, ``sample_dpmpp_2m``, ``sample_dpmpp_2m_sde``,
     ``sample_dpmpp_3m_sde``) lose their history at every step: k-diffusion keeps it in local
@@ -223,8 +227,7 @@ def check_defaults(signature: inspect.Signature, defaults: Dict[str, Any], own: 
     if unknown:
         raise TypeError(f"unknown default(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
     make_options(**{name: value for name, value in defaults.items() if name in OPTION_NAMES})
-    if defaults.get("seed") is not None:
-        check_int("seed", defaults["seed"], low=0)
+    check_seed(defaults.get("seed"))
     check_own_keywords(own, {name: value for name, value in defaults.items()
                              if name in own and name not in OPTION_NAMES})
 
@@ -235,8 +238,7 @@ def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
     sampler's keywords, then run :func:`sample_segments`."""
     opts, arguments = split_options(arguments)
     seed = arguments.pop("seed", None)
-    if seed is not None:
-        check_int("seed", seed, low=0)
+    check_seed(seed)
     step_kwargs = {name: arguments.pop(name) for name in spec.own if name not in OPTION_NAMES}
     check_own_keywords(spec.own, step_kwargs)
     sigmas = arguments["sigmas"]
@@ -249,17 +251,75 @@ def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
                            **arguments)
 
 
-def wrapped_noise_sampler(x: torch.Tensor, sigmas: torch.Tensor, seed: Optional[int], brownian: bool,
+def check_seed(seed: Optional[Seeds]) -> None:
+    """A wrapped sampler's ``seed``: None, an int >= 0, or a list of them (one per batch row)."""
+    for s in seed if isinstance(seed, (list, tuple)) else [seed]:
+        if s is not None:
+            check_int("seed", s, low=0)
+
+
+def wrapped_noise_sampler(x: torch.Tensor, sigmas: torch.Tensor, seed: Optional[Seeds], brownian: bool,
                           opts: ItermixOptions) -> NoiseSampler:
-    """The default noise of a wrapped sampler (see :func:`make_itermix_sampler`)."""
+    """The default noise of a wrapped sampler (see :func:`make_itermix_sampler`); with one
+    seed per batch row, one Brownian tree or Gaussian stream per row."""
+    if isinstance(seed, (list, tuple)) and len(seed) != x.shape[0]:
+        raise ValueError(f"seed holds {len(seed)} seeds for a batch of {x.shape[0]}: give one per batch row")
     if brownian:
         from k_diffusion.sampling import BrownianTreeNoiseSampler
 
         return BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed)
     if seed is None:
         return lambda sigma, sigma_next: fresh_noise(x, opts.generator)
+    if isinstance(seed, (list, tuple)):
+        rows = [torch.Generator(device=x.device).manual_seed(s) for s in seed]
+        return lambda sigma, sigma_next: randn_rows(x.shape, rows, x.dtype, x.device)
     g = torch.Generator(device=x.device).manual_seed(seed)
     return lambda sigma, sigma_next: torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
+
+
+class ChurnTorch:
+    """``torch`` as a wrapped churn sampler's module sees it during one step: everything is
+    torch's, but ``randn_like`` gives ``noise(x)``. k-diffusion's ``sample_euler``,
+    ``sample_heun`` and ``sample_dpm_2`` call ``torch.randn_like`` at every step for their
+    churn noise, used only when the step churns; left alone they would read (and advance)
+    the global RNG whatever generator the caller gave, even on steps that do not churn."""
+
+    def __init__(self, noise: Callable[[torch.Tensor], torch.Tensor]):
+        self.noise = noise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def randn_like(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.noise(x)
+
+
+@contextlib.contextmanager
+def churn_noise(fn: Callable[..., Any], gamma: float, generator: Generators) -> Iterator[None]:
+    """For one call of a churn sampler ``fn``, its module's ``torch`` is a :class:`ChurnTorch`
+    (as the webuis do for k-diffusion's samplers): without churn (``gamma == 0``) the unused
+    noise is zeros and no RNG is touched; with churn it comes from ``generator`` when there is
+    one, else (no change) from the global RNG, as in k-diffusion. Not safe for two threads
+    sampling through the same module at once."""
+    module = getattr(inspect.unwrap(fn), "__globals__", {})  # past decorators such as torch.no_grad
+    if (gamma > 0 and generator is None) or module.get("torch") is not torch:
+        yield
+        return
+    if gamma > 0:
+        module["torch"] = ChurnTorch(lambda x: randn_rows(x.shape, generator, x.dtype, x.device))
+    else:
+        module["torch"] = ChurnTorch(torch.zeros_like)
+    try:
+        yield
+    finally:
+        module["torch"] = torch
+
+
+def offset_seed(seed: Optional[Seeds], offset: int) -> Optional[Seeds]:
+    """``seed + offset`` (each seed's, for one per row): a new Brownian tree for each pass."""
+    if seed is None:
+        return None
+    return [s + offset for s in seed] if isinstance(seed, (list, tuple)) else seed + offset
 
 
 @torch.no_grad()
@@ -276,7 +336,7 @@ def sample_segments(
     noise_sampler: Optional[NoiseSampler] = None,
     *,
     step_kwargs: Dict[str, Any],
-    seed: Optional[int] = None,
+    seed: Optional[Seeds] = None,
     intermediates: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> torch.Tensor:
     """The loop of :func:`make_itermix_sampler` (its docstring gives the formula): each step
@@ -297,7 +357,7 @@ def sample_segments(
             # drawn after the pass's noised latents: a Brownian tree per pass, one Gaussian stream per run
             if spec.brownian:
                 seed = draw_base_seed(opts.generator) if seed is None else seed
-            call["noise_sampler"] = wrapped_noise_sampler(x0, sigmas, None if seed is None else seed + s.pass_index,
+            call["noise_sampler"] = wrapped_noise_sampler(x0, sigmas, offset_seed(seed, s.pass_index),
                                                           spec.brownian, opts)
         gamma = churn_gamma(sigmas[s.i], n, opts) if churn else 0.0
         if s.discarded and gamma == 0:
@@ -309,7 +369,8 @@ def sample_segments(
         if "callback" in spec.parameters:
             call["callback"] = reported.append
         # k-diffusion's float32 sigmas promote a half latent: keep the caller's dtype
-        stepped = spec.fn(model, s.x_m, sigmas[s.i:s.i + 2], **call, **step_kwargs).to(s.x_m.dtype)
+        with churn_noise(spec.fn, gamma, opts.generator) if churn else contextlib.nullcontext():
+            stepped = spec.fn(model, s.x_m, sigmas[s.i:s.i + 2], **call, **step_kwargs).to(s.x_m.dtype)
         if not reported:
             return Stepped(stepped, sigmas[s.i], None)
         return Stepped(stepped, reported[-1]["sigma_hat"], reported[-1]["denoised"])
@@ -476,6 +537,5 @@ def check_sampler_keywords(name: str, keywords: Dict[str, Any]) -> None:
         perlin = inspect.signature(check_perlin_keywords).parameters
         check_perlin_keywords(**{**{p: parameters[p].default for p in perlin}, **own})
     elif name in KDIFFUSION_SAMPLERS:
-        if own.get("seed") is not None:
-            check_int("seed", own["seed"], low=0)
+        check_seed(own.get("seed"))
         check_own_keywords(KDIFFUSION_SAMPLERS[name][1], {k: v for k, v in own.items() if k != "seed"})

@@ -207,6 +207,8 @@ def test_accepted_image_modes_convert_to_rgb(tmp_path):
     (["--sampler-arg", "bogus=1"], "takes perlin_mode"),
     (["--cleanup-denoise", "1.5"], "argument --cleanup-denoise: must be in [0.0, 1.0], got 1.5"),
     (["--config", "x.json"], "--config needs --checkpoint"),
+    (["--blend-min", "0.8", "--blend-max", "0.2"], "--blend-min must be <= --blend-max"),
+    (["--blending-schedule", "linear", "--start-blending-at-pct", "1"], "--start-blending-at-pct must be < 1"),
 ])
 def test_bad_flags_are_argparse_errors(tmp_path, capsys, flags, message):
     argv = ["--out", str(tmp_path / "o"), *flags]

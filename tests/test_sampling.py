@@ -278,7 +278,7 @@ def bad_cases(x0, sigmas):
         (dict(noise="pink"), "noise"),
         (dict(noised_latents=torch.zeros(n, *x0.shape)), "noised_latents"),
         (dict(noised_latents=torch.zeros(n + 1, 1, 4, 9, 8)), "noised_latents"),
-        (dict(sigmas=sigmas.flip(0)), "non-increasing"),
+        (dict(sigmas=sigmas.flip(0)), "strictly decreasing"),
         (dict(sigmas=sigmas[None]), "1-D"),
         (dict(sigmas=sigmas[:1]), "sigmas"),
         (dict(stop_blending_at_pct=0.05), "stop_blending_at_pct"),
