@@ -23,11 +23,11 @@ Every figure is measured against a baseline run in the same process on the same 
 - **skips**: model calls of each itermix setting against ``sample_euler``'s ``n`` (counted
   with :class:`benchmarks.common.CallCounter`), and the number the schedule predicts (the
   steps with ``c1 == 0``, mixing after the step, no churn).
-- **memory**: peak resident memory above the set-up (``VmHWM - VmRSS`` on Linux, the
-  high-water mark reset before the run) of a full ``sample_itermix_euler`` run with the noised
-  latents as a stack or a lazy source (B1), and of ``sample_euler`` as the baseline, each in a
-  fresh process, 1x4x256x256 at 25/50/100 steps. The stack holds ``n + 1`` latents; the lazy
-  source must stay flat with the steps.
+- **memory**: the peak of what torch's allocator holds during a full ``sample_itermix_euler``
+  run with the noised latents as a stack or a lazy source (B1), and during ``sample_euler`` as
+  the baseline, counted from the allocator's events (:func:`peak_allocated`), 1x4x256x256 at
+  25/50/100 steps. The stack holds ``n + 1`` latents; the lazy source must stay flat with the
+  steps, at the baseline's few latents.
 - **perlin**: ``itermix_kdiff.perlin.perlin_masks`` (one batched pass) against
   ``loop_perlin_masks`` of ``benchmarks/bench_perlin.py`` (the same A8 definition, one mask at
   a time), 40x128x128 and 20x64x64 masks; skipped when bench_perlin.py is absent.
@@ -36,12 +36,8 @@ Every figure is measured against a baseline run in the same process on the same 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -218,99 +214,69 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
     return rows
 
 
-def memory_probe(mode: str, steps_list: Sequence[int], shape: Sequence[int]) -> List[Dict[str, Any]]:
-    """Peak memory of runs of ``mode`` at each step count, in THIS process (:func:`peak_memory`
-    calls it in a fresh one, with glibc set to unmap every freed block of 64 KiB or more, so
-    that nothing a run frees is still resident when the next one starts).
+def peak_allocated(fn: Callable[[], Any], device: torch.device) -> Tuple[int, str]:
+    """``(bytes, method)``: the peak of the bytes torch's allocator holds for ``fn()`` above what
+    it held before, counted from the allocator's own events, not from the process's resident
+    size (which counts code pages faulted in, the heap's reuse and page-cache noise). On the
+    CPU the events come from ``torch.profiler`` (``profile_memory``: every allocation and free,
+    in order); on CUDA from ``torch.cuda.max_memory_allocated``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        out = fn()
+        torch.cuda.synchronize()
+        del out
+        return torch.cuda.max_memory_allocated() - start, "torch.cuda.max_memory_allocated"
+    from torch.profiler import ProfilerActivity, profile
 
-    ``mode``: ``stack`` / ``lazy`` (``sample_itermix_euler`` with ``lazy`` False / True) or
-    ``euler`` (``k_diffusion.sampling.sample_euler``, the baseline). A 2-step run of the same
-    mode comes first (imports and first-call allocations are not the latents'). Before each
-    measured run the resident high-water mark is reset (Linux ``/proc/self/clear_refs``), so
-    the figure is ``VmHWM - VmRSS`` over that run alone; on CUDA it is
-    ``torch.cuda.max_memory_allocated`` above the allocation before the run.
-    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    del out
+    # an op's own allocations are its self_cpu_memory_usage; frees outside ops are "[memory]" events
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    held = peak = 0
+    for event in events:
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak, "torch.profiler allocation events"
+
+
+def memory_rows(steps_list: Sequence[int], shape: Sequence[int],
+                modes: Sequence[str] = ("euler", "stack", "lazy"),
+                device: torch.device = torch.device("cpu")) -> List[Dict[str, Any]]:
+    """Peak allocated memory (:func:`peak_allocated`) of a whole run of each mode at each step
+    count, ordered by steps then mode, also in latents: ``stack`` / ``lazy``
+    (``sample_itermix_euler`` with ``lazy`` False / True) and ``euler``
+    (``k_diffusion.sampling.sample_euler``, the baseline). A 2-step run of each mode comes
+    first, so first-call allocations are not counted as the latents'."""
+    import k_diffusion.sampling
+
     from itermix_kdiff import sample_itermix_euler
 
-    if mode not in ("euler", "stack", "lazy"):
-        raise ValueError(f"mode must be euler, stack or lazy; got {mode!r}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bad = sorted(set(modes) - {"euler", "stack", "lazy"})
+    if bad:
+        raise ValueError(f"modes must be among euler, stack, lazy; got {', '.join(bad)}")
     x0 = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0)).to(device)
     latent_bytes = x0.numel() * x0.element_size()
 
-    def run(n: int) -> torch.Tensor:
+    def run(mode: str, n: int) -> torch.Tensor:
         sigmas = get_sigmas(FREE_SIGMA_RANGE, "karras", n, device=device)
         if mode == "euler":
-            import k_diffusion.sampling
-
             noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(1), device=device)
             return k_diffusion.sampling.sample_euler(free_denoiser, x0 + noise * sigmas[0], sigmas, disable=True)
         return sample_itermix_euler(free_denoiser, x0, sigmas, disable=True, lazy=(mode == "lazy"),
                                     generator=torch.Generator(device).manual_seed(1))
 
-    run(2)
     rows = []
-    for steps in steps_list:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            start = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            out = run(steps)
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() - start
-            method = "torch.cuda.max_memory_allocated"
-        else:
-            status = Path("/proc/self/status")
-            before = _status_kib(status, "VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
-            out = run(steps)
-            peak = (_status_kib(status, "VmHWM") - before) * 1024
-            method = "VmHWM - VmRSS"
-        del out
-        rows.append({"mode": mode, "steps": steps, "shape": list(shape), "peak_bytes": peak, "method": method,
-                     "latent_bytes": latent_bytes, "stack_bytes": (steps + 1) * latent_bytes})
-    return rows
-
-
-def _status_kib(path: Path, key: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{key} missing from {path}")
-
-
-def peak_memory(modes: Sequence[str], steps_list: Sequence[int], shape: Sequence[int],
-                threads: int = 1) -> List[Dict[str, Any]]:
-    """:func:`memory_probe` of each mode in its own fresh Python process (so no earlier
-    allocation hides a peak), the processes side by side (memory figures do not depend on
-    the CPU load). Rows in the order of ``modes``, then ``steps_list``."""
-    root = Path(__file__).resolve().parents[1]
-    # glibc: serve every block of 64 KiB or more by mmap and unmap it when freed, so that the
-    # resident size follows the live tensors instead of what the heap keeps for reuse
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(root)}
-    procs = []
     for mode in modes:
-        cmd = [sys.executable, "-m", "benchmarks.bench_speed", "--memory-probe", mode,
-               ",".join(map(str, steps_list)), ",".join(map(str, shape)), "--threads", str(threads)]
-        procs.append((mode, subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True)))
-    rows = []
-    for mode, proc in procs:
-        stdout, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory probe {mode} failed:\n{stderr[-2000:]}")
-        rows += json.loads(stdout.strip().splitlines()[-1])
-    return rows
-
-
-def memory_rows(steps_list: Sequence[int], shape: Sequence[int], threads: int = 1,
-                modes: Sequence[str] = ("euler", "stack", "lazy")) -> List[Dict[str, Any]]:
-    """:func:`peak_memory` of every mode (the baseline, the stack, the lazy source) at every
-    step count, ordered by steps then mode, with the peak also in latents."""
-    rows = peak_memory(modes, steps_list, shape, threads)
-    rows.sort(key=lambda r: (r["steps"], list(modes).index(r["mode"])))
-    for row in rows:
-        row["peak_latents"] = row["peak_bytes"] / row["latent_bytes"]
+        run(mode, 2)
+    for steps in steps_list:
+        for mode in modes:
+            peak, method = peak_allocated(lambda: run(mode, steps), device)
+            rows.append({"mode": mode, "steps": steps, "shape": list(shape), "peak_bytes": peak, "method": method,
+                         "latent_bytes": latent_bytes, "stack_bytes": (steps + 1) * latent_bytes,
+                         "peak_latents": peak / latent_bytes})
     return rows
 
 
@@ -392,7 +358,7 @@ def run(quick: bool = False, parts: Sequence[str] = ("free", "demo", "skips", "m
     if "memory" in parts:
         log("peak memory")
         shape = (1, 4, 128, 128) if quick else (1, 4, 256, 256)
-        result["memory"] = memory_rows([5, 20] if quick else [25, 50, 100], shape, torch.get_num_threads())
+        result["memory"] = memory_rows([5, 20] if quick else [25, 50, 100], shape, device=device)
     if "perlin" in parts:
         log("perlin masks")
         result["perlin"] = perlin_rows([(4, 32, 32)] if quick else [(40, 128, 128), (20, 64, 64)],
@@ -481,8 +447,8 @@ def to_markdown(result: Dict[str, Any]) -> str:
             table.append(line)
         table.append({"run": "(size of the stack itself)",
                       **{f"{r['steps']} steps": f"{r['stack_bytes'] / 2 ** 20:.1f}" for r in mem}})
-        parts += [f"Peak memory (MiB) of a whole `sample_itermix_euler` run above its set-up, {shape}, one latent "
-                  f"= {mem[0]['latent_bytes'] / 2 ** 20:.2f} MiB ({mem[0]['method']}, each mode in a fresh process):",
+        parts += [f"Peak memory (MiB) held by torch's allocator during a whole run, {shape}, one latent "
+                  f"= {mem[0]['latent_bytes'] / 2 ** 20:.2f} MiB (counted from {mem[0]['method']}):",
                   "", markdown_table(table, ["run"] + [f"{n} steps" for n in steps_list]), ""]
     if result.get("perlin"):
         rows = [{"masks": "×".join(map(str, r["masks"])), "batched": r["candidate_s"] * 1e3,
@@ -505,13 +471,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--parts", default="free,demo,skips,memory,perlin")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--memory-probe", nargs=3, metavar=("MODE", "STEPS", "SHAPE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     set_threads(args.threads)
-    if args.memory_probe:
-        mode, steps, shape = args.memory_probe
-        print(json.dumps(memory_probe(mode, [int(v) for v in steps.split(",")], [int(v) for v in shape.split(",")])))
-        return {}
     parts = [s.strip() for s in args.parts.split(",") if s.strip()]
     unknown = sorted(set(parts) - {"free", "demo", "skips", "memory", "perlin"})
     if unknown:
