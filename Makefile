@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test demo bench bench-quick
+.PHONY: venv test demo bench bench-quick lint
 venv:
 	@tools/ensure_venv.sh
 
@@ -13,10 +13,13 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) -m itermix_kdiff --out outputs/demo --generate 2 --scale 4 --steps 20 --threads 2
+	$(PY) -m itermix_kdiff --out outputs/demo --overwrite --generate 2 --scale 4 --steps 20 --threads 2
 
 bench: venv
 	$(PY) -m benchmarks
 
 bench-quick: venv
 	$(PY) -m benchmarks --quick
+
+lint: venv
+	$(PY) -m ruff check .
