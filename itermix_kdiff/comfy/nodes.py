@@ -269,9 +269,11 @@ class BatchUnsampler:
 def schedule_plot(c1: torch.Tensor) -> torch.Tensor:
     """``c1`` against the step as an IMAGE (the reference's plot of its blending schedule)."""
     from ..plots import figure_to_image
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 5), dpi=100)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot(c1.numpy(), marker="o", ms=3)
     ax.set_title("blending schedule")
