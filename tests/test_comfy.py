@@ -369,3 +369,42 @@ def test_bad_inputs_fail_at_the_node_naming_the_input(model):
         sampler_node(sampler="uni_pc")
     with pytest.raises(ValueError, match="clean latent"):
         sample_comfy(object(), torch.zeros(1, 4, 4, 4), torch.ones(3))
+
+
+WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING")
+
+
+def test_shipped_workflows_ui_and_api_formats_agree():
+    import json
+
+    folder = EXTENSION / "workflows"
+    uis = sorted(p for p in folder.glob("*.json") if not p.name.endswith("_api.json"))
+    assert len(uis) >= 3
+    for ui_path in uis:
+        api = json.loads((folder / (ui_path.stem + "_api.json")).read_text())
+        ui = json.loads(ui_path.read_text())
+        nodes = {str(n["id"]): n for n in ui["nodes"]}
+        links = {link[0]: link for link in ui["links"]}
+        assert set(nodes) == set(api), ui_path.name
+        for node_id, n in nodes.items():
+            assert n["type"] == api[node_id]["class_type"]
+            for socket in n["inputs"]:
+                value = api[node_id]["inputs"].get(socket["name"])
+                if socket["link"] is None:
+                    assert value is None, (ui_path.name, node_id, socket["name"])
+                else:
+                    link = links[socket["link"]]
+                    assert [str(link[1]), link[2]] == value and link[3] == int(node_id)
+            if n["type"] not in NODES:
+                continue
+            types = NODES[n["type"]].INPUT_TYPES()
+            items = list(types["required"].items()) + list(types.get("optional", {}).items())
+            expected = []
+            for key, spec in items:
+                if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+                    value = api[node_id]["inputs"][key]
+                    options = spec[1] if len(spec) > 1 else {}
+                    assert value in spec[0] if isinstance(spec[0], list) else \
+                        options.get("min", value) <= value <= options.get("max", value), (n["type"], key)
+                    expected += [value, "fixed"] if key in ("seed", "noise_seed") else [value]
+            assert n["widgets_values"] == expected, (ui_path.name, n["type"])
