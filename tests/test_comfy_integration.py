@@ -182,8 +182,10 @@ def small(name: str, **sampler_inputs) -> dict:
     wf["1"]["inputs"]["ckpt_name"] = CHECKPOINT
     wf["4"]["inputs"].update(width=128, height=128)
     wf["5"]["inputs"]["steps"] = 3
-    final = wf["11"]["inputs"]["samples"]
-    del wf["11"], wf["12"]
+    decode = next(k for k, node in wf.items() if node["class_type"] == "VAEDecode")
+    final = wf[decode]["inputs"]["samples"]
+    for key in [k for k, node in wf.items() if node["class_type"] in ("VAEDecode", "SaveImage")]:
+        del wf[key]
     mixed = None
     for node_id, node in wf.items():
         kind, inputs = node["class_type"], node["inputs"]
@@ -198,7 +200,7 @@ def small(name: str, **sampler_inputs) -> dict:
         if kind == "KSampler" and node_id != "5":
             inputs.update(steps=3, denoise=0.3)
         if kind == "IterMix DemoFusion Model":
-            inputs["tile_size"] = 64
+            inputs["tile_size"] = 128
     wf["91"] = {"class_type": "SaveLatent", "inputs": {"samples": final, "filename_prefix": "latents/final"}}
     if mixed is not None:
         wf["90"] = {"class_type": "SaveLatent", "inputs": {"samples": mixed, "filename_prefix": "latents/mixed"}}
@@ -236,13 +238,20 @@ def test_shipped_workflows_run_and_repeat_in_comfyui(tmp_path, checkpoint):
         info = server.get("/object_info/IterativeMixingSampler")["IterativeMixingSampler"]
         assert "rng" in info["input"]["optional"]
         ours_global = [server.run(wf) for wf in global_variants()]  # first, on a fresh server
-        first = server.run(small("itermix_upscale_recipe_api.json"))
-        again = server.run(small("itermix_upscale_recipe_api.json"))  # its upstream nodes now cached
+        first = server.run(small("itermix_upscale_recipe_api.json"))  # upstream nodes cached by now
         assert first["90"].shape == (1, 4, 32, 32) and first["91"].shape == (1, 4, 32, 32)
         assert torch.isfinite(first["91"]).all()
+        other = small("itermix_upscale_recipe_api.json")
+        other["9"]["inputs"]["noise_seed"] = 43
+        assert not torch.equal(server.run(other)["90"], first["90"])
+        again = server.run(small("itermix_upscale_recipe_api.json"))  # re-run after other work
         assert torch.equal(first["90"], again["90"]) and torch.equal(first["91"], again["91"])
+        for sampler, rewind in (("heun", False), ("euler_ancestral", False), ("dpmpp_sde", True)):
+            # ComfyUI's own samplers, one step at a time (dpmpp_sde on its Brownian tree, with rewind)
+            run = server.run(small("itermix_upscale_recipe_api.json", sampler=sampler, rewind=rewind))
+            assert torch.isfinite(run["90"]).all() and not torch.equal(run["90"], first["90"]), sampler
         one = server.run(small("itermix_upscale_one_node_api.json"))
-        assert one["91"].shape == (1, 4, 32, 32) and torch.isfinite(one["91"]).all()
+        assert torch.equal(one["91"], first["91"])  # the same recipe in one node
         demo = server.run(small("itermix_demofusion_api.json"))
         assert demo["91"].shape == (1, 4, 32, 32) and torch.isfinite(demo["91"]).all()
         assert not torch.equal(demo["91"], first["90"])

@@ -9,7 +9,7 @@ Every ``comfy`` import is inside a method: the classes import without ComfyUI, a
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 
