@@ -18,7 +18,8 @@ import torch
 from .blending import masked_blend
 from .blending_schedules import sampler_weights
 from .masks import check_mask, check_mask_values, denoise_mask_at, mask_after, mask_before, masked_latents
-from .noised import NoisedLatents, check_noised_latents, noised_latents as make_noised_latents, per_row
+from .noised import (CheckedLatents, LazyNoisedLatents, NoisedLatents, check_noised_latents, per_row,
+                     noised_latents as make_noised_latents)
 from .options import ItermixOptions
 from .sigmas import check_sigmas
 from .statistics import match_statistics
@@ -110,7 +111,9 @@ def pass_source(x: torch.Tensor, sigmas: torch.Tensor, start: int,
     """The noised latents of one pass: the caller's for the first pass, else fresh ones
     built from the pass's clean latent over ``sigmas[start:]`` (A1, A5)."""
     if start == 0 and given is not None:
-        return given
+        if isinstance(given, (torch.Tensor, list, tuple, LazyNoisedLatents)):
+            return given  # checked whole by prepare_run
+        return CheckedLatents(given, x)
     return make_noised_latents(x, sigmas[start:], noise=opts.noise, generator=opts.generator, lazy=opts.lazy)
 
 

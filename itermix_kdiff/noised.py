@@ -109,7 +109,8 @@ def latent_at(z: NoisedLatents, k: int, shape: torch.Size) -> torch.Tensor:
 def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
     """A sampler's ``noised_latents`` for ``n`` steps of the latent ``x``: n + 1 finite latents
     of ``x``'s shape (with or without its batch dimension), dtype and device, as a stack, a
-    list or tuple of tensors, or a :class:`LazyNoisedLatents` (built from a checked ``x0``)."""
+    list or tuple of tensors, a :class:`LazyNoisedLatents` (built from a checked ``x0``), or
+    another lazy source (``len`` and indexing), whose latents are checked as they are read."""
     accepted = (f"a stack of shape ({n + 1}, {', '.join(map(str, x.shape))}) or "
                 f"({n + 1}, {', '.join(map(str, x.shape[1:]))}), a list of {n + 1} such latents, or a lazy "
                 f"source of {n + 1} latents")
@@ -129,14 +130,46 @@ def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
         if bad is not None:
             raise ValueError(f"noised_latents must be {accepted}; latent {bad} has shape {tuple(z[bad].shape)}")
         tensors = list(z)
+    elif hasattr(z, "__len__") and hasattr(z, "__getitem__") and not isinstance(z, (str, bytes, dict)):
+        shape = getattr(z, "shape", None)
+        if len(z) != n + 1 or (shape is not None and tuple(shape[1:]) not in shapes):
+            raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents"
+                             f"{'' if shape is None else f' of shape {tuple(shape)}'}")
+        return  # another lazy source: each latent is checked as it is read (CheckedLatents)
     else:
         raise TypeError(f"noised_latents must be {accepted}; got {type(z).__name__}")
     for t in tensors:
-        if t.dtype != x.dtype or t.device != x.device:
-            raise ValueError(f"noised_latents must have x's dtype and device ({x.dtype}, {x.device}); "
-                             f"got {t.dtype}, {t.device}: convert them with .to(x)")
-        if not torch.isfinite(t).all():
-            raise ValueError("noised_latents contain NaN or inf")
+        check_latent(t, x)
+
+
+def check_latent(t: torch.Tensor, x: torch.Tensor) -> None:
+    """A noised latent for the latent ``x``: finite, of ``x``'s dtype and device."""
+    if not isinstance(t, torch.Tensor) or t.dtype != x.dtype or t.device != x.device:
+        got = f"{t.dtype}, {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"noised_latents must have x's dtype and device ({x.dtype}, {x.device}); "
+                         f"got {got}: convert them with .to(x)")
+    if not torch.isfinite(t).all():
+        raise ValueError("noised_latents contain NaN or inf")
+
+
+class CheckedLatents:
+    """A caller's own lazy source whose latents are checked (:func:`check_latent`, and their
+    shape) as they are read."""
+
+    def __init__(self, source: NoisedLatents, x: torch.Tensor):
+        self.source = source
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        z_k = self.source[k]
+        check_latent(z_k, self.x)
+        if tuple(z_k.shape) not in (tuple(self.x.shape), tuple(self.x.shape[1:])):
+            raise ValueError(f"noised_latents[{k}] has shape {tuple(z_k.shape)}, not the latent's "
+                             f"{tuple(self.x.shape)}")
+        return z_k
 
 
 def fresh_noise(x: torch.Tensor, generator: Generators) -> torch.Tensor:

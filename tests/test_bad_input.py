@@ -54,6 +54,19 @@ def test_get_sigmas_never_gives_a_schedule_the_samplers_refuse(model):
 # ---------------------------------------------------------------- noised latents
 
 
+class Source:
+    """A caller's own lazy source: only len and indexing."""
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def __len__(self):
+        return len(self.stack)
+
+    def __getitem__(self, k):
+        return self.stack[k]
+
+
 def test_noised_latents_are_checked_for_values_shapes_and_dtype(model):
     x0, sigmas = setup(model)
     euler = SAMPLERS["euler"]
@@ -65,12 +78,15 @@ def test_noised_latents_are_checked_for_values_shapes_and_dtype(model):
         ([torch.zeros(1, 4, 1, 1)] * len(sigmas), r"latent 0 has shape \(1, 4, 1, 1\)"),
         (stack.double(), "must have x's dtype and device"),
         (iter(stack), "got tuple_iterator"),
+        (Source(stack.double()), "must have x's dtype"),
+        (Source(stack[:, :, :2]), r"noised_latents\[0\] has shape"),
     ]
     for given, message in cases:
         with pytest.raises((ValueError, TypeError), match=message):
             euler(model, x0, sigmas, noised_latents=given, disable=True)
-    assert torch.equal(euler(model, x0, sigmas, noised_latents=list(stack), disable=True),
-                       euler(model, x0, sigmas, noised_latents=stack, disable=True))
+    for same in (list(stack), Source(stack)):
+        assert torch.equal(euler(model, x0, sigmas, noised_latents=same, disable=True),
+                           euler(model, x0, sigmas, noised_latents=stack, disable=True))
     with pytest.raises(ValueError, match="sigmas must be finite"):
         noised_latents(x0, torch.tensor([1.0, float("nan"), 0.0]))
     with pytest.raises(ValueError, match="x0 contains NaN"):
