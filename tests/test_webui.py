@@ -257,8 +257,8 @@ def test_register_offers_what_the_core_has(webui, monkeypatch, caplog):
 @pytest.mark.filterwarnings("ignore:Should have t:UserWarning")  # torchsde on k-diffusion's float32 sigma bounds
 @pytest.mark.parametrize("label", list(itermix_webui.available_samplers()))
 def test_every_sampler_reproduces_its_seed(webui, label):
-    """txt2img (the plain fallback) and img2img: the same seed twice gives the same latent,
-    another seed another one."""
+    """img2img: the same seed twice gives the same latent, another seed another one (txt2img
+    is the family's built-in, test_txt2img_and_schedule_equal_the_family_builtin)."""
     w = webui
     runner = start(w, True)
     x0 = clean_latent()
@@ -266,9 +266,6 @@ def test_every_sampler_reproduces_its_seed(webui, label):
             for s in (8, 8, 9)]
     assert torch.isfinite(runs[0].samples).all() and torch.equal(runs[0].samples, runs[1].samples)
     assert not torch.allclose(runs[0].samples, runs[2].samples, atol=1e-3)
-    runner = start(w, False)
-    first, second = (txt2img(w, runner, TinySD(), sampler_name=label, steps=5, seed=8)[1] for _ in range(2))
-    assert torch.equal(first.samples, second.samples)
 
 
 def test_register_rejects_a_scheduler_suffix(webui, monkeypatch):
@@ -555,16 +552,20 @@ def test_install_py(webui, monkeypatch):
 
 @pytest.fixture
 def cfg_calls(webui, monkeypatch):
-    """Record ``(x shape, cond, uncond, step counter)`` of every call of the webui's CFG denoiser."""
+    return record_cfg_calls(webui, monkeypatch)
+
+
+def record_cfg_calls(w, monkeypatch):
+    """Record ``(x shape, cond, uncond, step counter, image_cond)`` of every call of the webui's CFG denoiser."""
     calls = []
-    real = webui.kdiffusion.CFGDenoiserKDiffusion.forward
+    real = w.kdiffusion.CFGDenoiserKDiffusion.forward
 
     def recording(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
         calls.append(SimpleNamespace(shape=tuple(x.shape), cond=cond, uncond=uncond, step=self.step,
                                      image_cond=image_cond))
         return real(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
 
-    monkeypatch.setattr(webui.kdiffusion.CFGDenoiserKDiffusion, "forward", recording)
+    monkeypatch.setattr(w.kdiffusion.CFGDenoiserKDiffusion, "forward", recording)
     return calls
 
 
@@ -698,3 +699,207 @@ def test_demofusion_sampler_on_a_forge_flow_model(forge, spy):
     assert sampling.timestep_progress(call.model, sigmas) is None
     assert result.samples.shape == x0.shape and torch.isfinite(result.samples).all()
     torch.testing.assert_close(result.samples.mean(), x0.mean(), rtol=0, atol=1e-5)  # statistics matched to x0
+
+
+def test_standin_prompt_schedules_follow_the_webui(a1111):
+    """The stand-in's prompt_parser: prompt editing by fraction and by step, counted on in the
+    hires pass; AND with weights; the objects' types."""
+    pp = a1111.prompt_parser
+    assert pp.get_learned_conditioning_prompt_schedules(["a [b:c:0.5] d", "e [f:3]"], 10) == \
+        [[[5, "a b d"], [10, "a c d"]], [[3, "e "], [10, "e f"]]]
+    assert pp.get_learned_conditioning_prompt_schedules(["a [b:c:0.5] d", "a [b:c:1.5] d"], 10, 10) == \
+        [[[10, "a c d"]], [[5, "a b d"], [10, "a c d"]]]
+    assert pp.get_multicond_prompt_list(["x AND y:0.5", "x"])[0] == [[(0, 1.0), (1, 0.5)], [(0, 1.0)]]
+    model = TinySD()
+    uncond = pp.get_learned_conditioning(model, ["n", "n"], 4)
+    assert type(uncond[0][0]) is pp.ScheduledPromptConditioning and uncond[0][0].cond.shape == (TOKENS, DIM)
+    cond = pp.get_multicond_learned_conditioning(model, ["a [b:c:2]", "x AND y:0.5"], 4)
+    conds_list, stacked = pp.reconstruct_multicond_batch(cond, 3)
+    assert conds_list == [[(0, 1.0)], [(1, 1.0), (2, 0.5)]] and stacked.shape == (3, TOKENS, DIM)
+    torch.testing.assert_close(stacked[0], model.get_learned_conditioning(["a c"])[0])
+    assert pp.reconstruct_cond_batch(uncond, 0).shape == (2, TOKENS, DIM)
+
+
+def cfg_steps_and_prompts(calls):
+    """step counter -> the prompt rows the CFG denoiser used at it (one value per step)."""
+    seen = {}
+    for c in calls:
+        seen.setdefault(c.step, set()).add(round(float(c.text_cond.sum()), 5))
+    return seen
+
+
+@pytest.fixture
+def denoiser_params(webui):
+    """Every ``CFGDenoiserParams`` the webui's ``cfg_denoiser_callback`` hands out (as ControlNet
+    receives them), with the CFG denoiser's step counter at that call."""
+    calls = []
+
+    def record(params):
+        calls.append(SimpleNamespace(step=params.denoiser.step, x=params.x.shape, text_cond=params.text_cond,
+                                     text_uncond=params.text_uncond))
+
+    webui.callbacks.on_cfg_denoiser(record, name="test")
+    yield calls
+    webui.callbacks.clear_callbacks()
+
+
+def test_demofusion_sampler_follows_prompt_editing(webui, denoiser_params):
+    """``[red:blue:2]``: every view of a step sees the step's prompt, and the prompt switches at
+    the same step as with Euler IterMix (one CFG call per step)."""
+    w = webui
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64, preset="demofusion")
+    x0 = clean_latent(size=16)
+    img2img(w, runner, TinySD(), x0, sampler_name="DemoFusion IterMix", prompt="a [red:blue:2] square",
+            denoising_strength=0.8, steps=6, seed=141)
+    tiled = cfg_steps_and_prompts(denoiser_params)
+    assert len(denoiser_params) > 4 * len(tiled)
+    denoiser_params.clear()
+    img2img(w, runner, TinySD(), x0, sampler_name="Euler IterMix", prompt="a [red:blue:2] square",
+            denoising_strength=0.8, steps=6, seed=141)
+    plain = cfg_steps_and_prompts(denoiser_params)
+    assert len(denoiser_params) == len(plain)
+    assert tiled == plain and all(len(v) == 1 for v in tiled.values())
+    assert len(set.union(*tiled.values())) == 2  # red, then blue
+
+
+def test_demofusion_sampler_with_and_and_negative_guidance_skipping(webui, denoiser_params):
+    """``AND`` with weights (two sub-prompts per image) and ``s_min_uncond`` (the negative
+    prompt skipped on odd steps): each view of a step gets the same model batch, the webui's
+    own per-step alternation."""
+    w = webui
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64)
+    model = TinySD()
+    _, result = img2img(w, runner, model, clean_latent(batch=2, size=16), sampler_name="DemoFusion IterMix",
+                        prompt="a red square AND a blue circle:0.5", s_min_uncond=100.0,
+                        denoising_strength=0.8, steps=6, seed=151)
+    assert torch.isfinite(result.samples).all()
+    assert len(model.batch_sizes) == len(denoiser_params)
+    by_step = {}
+    for params, rows in zip(denoiser_params, model.batch_sizes):
+        assert params.text_cond.shape == (4, TOKENS, DIM) and params.text_uncond.shape == (2, TOKENS, DIM)
+        by_step.setdefault(params.step, set()).add(rows)
+    # two images: 2 x 2 prompt rows, plus 2 negative rows on even steps
+    assert by_step == {step: {4 if step % 2 else 6} for step in by_step} and len(by_step) > 2
+
+
+def test_demofusion_sampler_and_edit_models(a1111, spy, monkeypatch, caplog):
+    """An instruct-pix2pix model (A1111): at image CFG 1 its image conditioning is cut into
+    the views with the latent; at another image CFG the CFG denoiser adds a full-size tensor
+    of its own, so DemoFusion IterMix runs as Euler IterMix and says so."""
+    w = a1111
+    cfg_calls = record_cfg_calls(w, monkeypatch)
+    runner = start(w, True)
+    set_values(runner, demofusion_tile=64)
+    x0 = clean_latent(size=16)
+    _, tiled = img2img(w, runner, TinySD(kind="edit"), x0, sampler_name="DemoFusion IterMix", image_cfg_scale=1.0,
+                       seed=161)
+    assert torch.isfinite(tiled.samples).all()
+    assert {c.image_cond.shape for c in cfg_calls} == {(1, 4, 8, 8)}  # the views of the image conditioning
+    cfg_calls.clear()
+    with caplog.at_level(logging.WARNING, logger="itermix_kdiff.webui"):
+        p, result = img2img(w, runner, TinySD(kind="edit"), x0, sampler_name="DemoFusion IterMix",
+                            image_cfg_scale=1.5, seed=161)
+    assert "image CFG" in caplog.text and spy[-1].model is p.sampler.model_wrap_cfg
+    assert {c.image_cond.shape for c in cfg_calls} == {(1, 4, 16, 16)}
+    _, euler = img2img(w, runner, TinySD(kind="edit"), x0, sampler_name="Euler IterMix", image_cfg_scale=1.5,
+                       seed=161)
+    assert torch.equal(result.samples, euler.samples)
+
+
+@pytest.mark.filterwarnings("ignore:Should have t:UserWarning")  # torchsde on k-diffusion's float32 sigma bounds
+@pytest.mark.parametrize("label", list(itermix_webui.available_samplers()))
+def test_txt2img_and_schedule_equal_the_family_builtin(webui, label):
+    """With the "Automatic" scheduler an itermix sampler has its family's schedule (Karras,
+    exponential, the dropped next-to-last sigma), step count and ENSD record: txt2img gives
+    the built-in's picture and infotext, img2img runs on the built-in's sigma_sched."""
+    w = webui
+    w.shared.opts.eta_noise_seed_delta = 31337
+    family = registry.WEBUI_SAMPLERS[label].family
+    runner = start(w, False)
+    runs = [txt2img(w, runner, TinySD(), sampler_name=name, steps=5, seed=171) for name in (label, family)]
+    (mixed_p, mixed), (plain_p, plain) = runs
+    assert torch.equal(mixed_p.sampler.last_sigma_sched, plain_p.sampler.last_sigma_sched)
+    assert torch.equal(mixed.samples, plain.samples)
+    assert mixed_p.extra_generation_params.get("Schedule type") == plain_p.extra_generation_params.get("Schedule type")
+    assert ("ENSD: 31337" in mixed.infotext) == ("ENSD: 31337" in plain.infotext) == \
+        family_row(w, label)[3].get("uses_ensd", False)
+    assert (w.sd_samplers.all_samplers_map[label].total_steps(5) ==
+            w.sd_samplers.all_samplers_map[family].total_steps(5))
+
+    runner = start(w, True)
+    x0 = clean_latent()
+    sched = [img2img(w, runner, TinySD(), x0, sampler_name=name, steps=5, seed=171)[0].sampler.last_sigma_sched
+             for name in (label, family)]
+    assert torch.equal(*sched)
+
+
+@pytest.mark.filterwarnings("ignore:Should have t:UserWarning")  # torchsde on k-diffusion's float32 sigma bounds
+def test_sde_sampler_takes_the_webui_brownian_noise(webui, spy):
+    """"DPM++ SDE" has ``brownian_noise``: the webui hands its own Brownian noise (one tree per
+    image seed) to the itermix sampler too, which uses it unless Rewind is on (each rewind
+    pass seeds a tree of its own); so each image of a batch follows its own seed."""
+    w = webui
+    runner = start(w, True)
+    _, batch = img2img(w, runner, TinySD(), clean_latent(batch=2), sampler_name="DPM++ SDE IterMix",
+                       denoising_strength=0.6, steps=5, seed=180)
+    _, single = img2img(w, runner, TinySD(), clean_latent(), sampler_name="DPM++ SDE IterMix",
+                        denoising_strength=0.6, steps=5, seed=181)
+    given = spy[0].kwargs["noise_sampler"]
+    assert isinstance(given, sys.modules["k_diffusion.sampling"].BrownianTreeNoiseSampler)
+    assert len(given.tree.trees) == 2  # one tree per image
+    torch.testing.assert_close(batch.samples[1:], single.samples, rtol=0, atol=1e-5)
+    set_values(runner, rewind=True)
+    img2img(w, runner, TinySD(), clean_latent(), sampler_name="DPM++ SDE IterMix", denoising_strength=0.6,
+            steps=5, seed=181)
+    assert "noise_sampler" not in spy[-1].kwargs
+
+
+def test_webui_registry_names_core_samplers():
+    """Each webui sampler names a core registry entry and a built-in family; the Perlin
+    settings go to the sampler whose signature takes them."""
+    for label, entry in registry.WEBUI_SAMPLERS.items():
+        assert entry.function is itermix_kdiff.SAMPLERS[entry.sampler]
+        assert entry.perlin == (entry.sampler == "euler_perlin")
+        assert label.startswith(entry.family + " ") or entry.family == "Euler"
+    assert itermix_webui.available_samplers() == registry.WEBUI_SAMPLERS
+
+
+def test_settings_defaults_are_the_samplers_own():
+    """A field's default is read from ItermixOptions or the Perlin sampler's signature, not
+    written again: equal values, and no literal in the fields' table."""
+    import ast
+
+    from itermix_kdiff.webui import settings
+
+    options = {f.name: f.default for f in dataclasses.fields(itermix_kdiff.ItermixOptions)}
+    perlin = inspect.signature(itermix_kdiff.SAMPLERS["euler_perlin"]).parameters
+    read = {f.name for f in FIELDS if f.name in options or f.name in perlin}
+    assert read == {f.name for f in FIELDS} - {"preset", "demofusion_tile"}
+    for f in FIELDS:
+        if f.name in read:
+            assert f.default == (options[f.name] if f.name in options else perlin[f.name].default)
+    tree = ast.parse(inspect.getsource(settings))
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Field"]
+    written = {call.args[0].value for call in calls if isinstance(call.args[3], ast.Constant)}
+    assert written == {"preset", "demofusion_tile"}
+
+
+def test_standin_docstrings_cite_the_api_document():
+    """Every stand-in module cites docs/webui-api.md, and every section it names is a heading there."""
+    doc = (ROOT / "docs" / "webui-api.md").read_text()
+    headings = set(re.findall(r"^#+ (.+)$", doc, re.M))
+    files = sorted(p for p in STANDIN.rglob("*.py"))
+    assert len(files) > 10
+    for path in files:
+        docstring = ast_docstring(path)
+        assert "docs/webui-api.md" in docstring, path
+        for cited in re.findall(r'"([^"]+)"', docstring.split("docs/webui-api.md", 1)[1].split(")")[0]):
+            assert " ".join(cited.split()) in headings, (path, cited)
+
+
+def ast_docstring(path):
+    import ast
+
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
