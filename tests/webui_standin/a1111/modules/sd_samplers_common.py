@@ -89,10 +89,6 @@ class Sampler:
         self.config = None  # set by sd_samplers.create_sampler
         self.last_latent = None
         self.s_min_uncond = None
-        self.s_churn = 0.0
-        self.s_tmin = 0.0
-        self.s_tmax = float("inf")
-        self.s_noise = 1.0
         self.eta_option_field = "eta_ancestral"
         self.eta_default = 1.0
         self.p = None

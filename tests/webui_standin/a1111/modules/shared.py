@@ -23,9 +23,6 @@ class Options:
         self.no_dpmpp_sde_batch_determinism = False
         self.img2img_fix_steps = False
         self.use_old_karras_scheduler_sigmas = False
-        self.sigma_min = 0.0                # 0: the model's own
-        self.sigma_max = 0.0
-        self.rho = 0.0
 
 
 class State:
