@@ -11,16 +11,16 @@ the webui's modules are passed in). The extension's script file
     process(p, args)                                                     # Script.process
 """
 
-from .registry import SAMPLERS, SCHEDULER_LABELS, active_samplers, available_samplers, register
-from .sampler import (WebuiSampler, itermix_function, recover_noise, sample_webui, scale_noise,
-                      webui_noised_latents)
+from .registry import (INHERITED_OPTIONS, SCHEDULER_LABELS, WEBUI_SAMPLERS, active_samplers, available_samplers,
+                       register)
+from .sampler import PROMPT_CONDITIONING, WebuiSampler, recover_noise, sample_webui, scale_noise, webui_noised_latents
 from .script import process
 from .settings import (FIELDS, TITLE, Field, api_name, api_params, build_ui, default_settings,
                        infotext_fields, infotext_key, infotext_params, sampler_options, settings_from_args)
 
 __all__ = [
-    "FIELDS", "SAMPLERS", "SCHEDULER_LABELS", "TITLE", "Field", "WebuiSampler", "active_samplers",
-    "api_name", "api_params", "available_samplers", "build_ui", "default_settings", "infotext_fields",
-    "infotext_key", "infotext_params", "itermix_function", "process", "recover_noise", "register", "sample_webui",
-    "sampler_options", "scale_noise", "settings_from_args", "webui_noised_latents",
+    "FIELDS", "INHERITED_OPTIONS", "PROMPT_CONDITIONING", "SCHEDULER_LABELS", "TITLE", "WEBUI_SAMPLERS", "Field",
+    "WebuiSampler", "active_samplers", "api_name", "api_params", "available_samplers", "build_ui",
+    "default_settings", "infotext_fields", "infotext_key", "infotext_params", "process", "recover_noise",
+    "register", "sample_webui", "sampler_options", "scale_noise", "settings_from_args", "webui_noised_latents",
 ]

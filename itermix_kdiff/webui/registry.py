@@ -1,33 +1,45 @@
-"""Adding the itermix samplers to the webui's sampler lists (A1111 1.10 and Forge).
+"""Adding the itermix samplers to the webui's sampler lists (A1111 1.10 and Forge;
+docs/webui-api.md, "Registration" and "Sampler options").
 
-:data:`SAMPLERS` lists every webui sampler this package can offer; :func:`register`
-adds those whose function exists (:func:`itermix_function`), so another sampler
-appears by adding one line here.
+:data:`WEBUI_SAMPLERS` lists every webui sampler this package can offer, each naming its
+core sampler (a key of :data:`itermix_kdiff.SAMPLERS`) and the webui's built-in sampler of
+its family. :func:`register` adds those whose core sampler and family both exist, with the
+family's options copied from the webui's own entry, so another sampler appears by adding
+one line here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import logging
+from typing import Any, Dict, List, Optional, Tuple
 
-from .sampler import WebuiSampler, itermix_function, sample_webui
+from .sampler import WebuiSampler, sample_webui
+
+logger = logging.getLogger(__name__)
 
 #: label -> sampler. Labels must not end in a scheduler label (the webui strips those).
-#: The wrapped ones run k-diffusion's sampler one step at a time (itermix_kdiff.wrap).
-SAMPLERS: Dict[str, WebuiSampler] = {
-    "Euler IterMix": WebuiSampler("sample_itermix_euler", "sample_euler"),
-    "Euler Perlin IterMix": WebuiSampler("sample_itermix_euler_perlin", "sample_euler", perlin=True),
-    "DPM++ 2M IterMix": WebuiSampler("sample_itermix_dpmpp_2m", "sample_dpmpp_2m"),
-    "Euler a IterMix": WebuiSampler("sample_itermix_euler_ancestral", "sample_euler_ancestral"),
-    "Heun IterMix": WebuiSampler("sample_itermix_heun", "sample_heun", second_order=True),
-    "DPM2 IterMix": WebuiSampler("sample_itermix_dpm_2", "sample_dpm_2", second_order=True),
-    "DPM2 a IterMix": WebuiSampler("sample_itermix_dpm_2_ancestral", "sample_dpm_2_ancestral", second_order=True),
-    "DPM++ 2S a IterMix": WebuiSampler("sample_itermix_dpmpp_2s_ancestral", "sample_dpmpp_2s_ancestral",
-                                       second_order=True),
-    "DPM++ SDE IterMix": WebuiSampler("sample_itermix_dpmpp_sde", "sample_dpmpp_sde", second_order=True,
-                                      brownian=True),
-    "DPM++ 2M SDE IterMix": WebuiSampler("sample_itermix_dpmpp_2m_sde", "sample_dpmpp_2m_sde", brownian=True),
-    "DemoFusion IterMix": WebuiSampler("sample_itermix_euler", "sample_euler", demofusion=True),
+#: All but the first three run k-diffusion's sampler one step at a time (itermix_kdiff.wrap).
+WEBUI_SAMPLERS: Dict[str, WebuiSampler] = {
+    "Euler IterMix": WebuiSampler("euler", "Euler"),
+    "Euler Perlin IterMix": WebuiSampler("euler_perlin", "Euler"),
+    "DPM++ 2M IterMix": WebuiSampler("dpmpp_2m", "DPM++ 2M"),
+    "Euler a IterMix": WebuiSampler("euler_ancestral", "Euler a"),
+    "Heun IterMix": WebuiSampler("heun", "Heun"),
+    "DPM2 IterMix": WebuiSampler("dpm_2", "DPM2"),
+    "DPM2 a IterMix": WebuiSampler("dpm_2_ancestral", "DPM2 a"),
+    "DPM++ 2S a IterMix": WebuiSampler("dpmpp_2s_ancestral", "DPM++ 2S a"),
+    "DPM++ SDE IterMix": WebuiSampler("dpmpp_sde", "DPM++ SDE"),
+    "DPM++ 2M SDE IterMix": WebuiSampler("dpmpp_2m_sde", "DPM++ 2M SDE"),
+    "DemoFusion IterMix": WebuiSampler("euler", "Euler", demofusion=True),
 }
+
+#: The options an itermix sampler takes from its family's ``SamplerData.options``: the
+#: schedule the "Automatic" scheduler picks, the dropped next-to-last sigma, the doubled
+#: step count (progress and prompt-editing schedules), whether the infotext records ENSD,
+#: and the webui's Brownian noise (the sampler function takes the ``noise_sampler`` it
+#: injects). Others (Forge's ``solver_type``) would be passed as keywords the function
+#: does not take.
+INHERITED_OPTIONS = ("scheduler", "discard_next_to_last_sigma", "second_order", "uses_ensd", "brownian_noise")
 
 #: The schedulers' labels in A1111 1.10 and Forge: "<sampler> <label>" names a scheduler.
 SCHEDULER_LABELS = ("Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform",
@@ -35,8 +47,8 @@ SCHEDULER_LABELS = ("Automatic", "Uniform", "Karras", "Exponential", "Polyexpone
 
 
 def available_samplers() -> Dict[str, WebuiSampler]:
-    """The entries of :data:`SAMPLERS` whose itermix function exists."""
-    return {label: entry for label, entry in SAMPLERS.items() if itermix_function(entry.function) is not None}
+    """The entries of :data:`WEBUI_SAMPLERS` whose core sampler exists."""
+    return {label: entry for label, entry in WEBUI_SAMPLERS.items() if entry.function is not None}
 
 
 def check_label(label: str) -> None:
@@ -46,28 +58,42 @@ def check_label(label: str) -> None:
                              f"which the webui would strip from it")
 
 
-def new_sampler(label: str, kdiffusion_sampler: type, sd_model: Any) -> Any:
+def family_entry(sd_samplers_kdiffusion: Any, family: str) -> Optional[Tuple[Any, Dict[str, Any]]]:
+    """``(function, options)`` of the webui's built-in sampler labelled ``family``, from its
+    ``samplers_k_diffusion`` rows ``(label, function name or function, aliases, options)``;
+    None when this webui has no such sampler."""
+    for label, function, _, options in sd_samplers_kdiffusion.samplers_k_diffusion:
+        if label == family:
+            return function, options
+    return None
+
+
+def new_sampler(label: str, fallback: Any, kdiffusion_sampler: type, sd_model: Any) -> Any:
     """``KDiffusionSampler(func, sd_model)`` whose ``func`` runs :func:`sample_webui` for
-    ``label``. ``func`` has the parameters the webui looks for (``sigmas``; no
-    ``noise_sampler``, ``eta``, ``n``) and reaches the sampler object (Forge keeps the
-    model's noise scaling on ``sampler.model_wrap.predictor``)."""
-    def func(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    ``label``. ``func`` has the parameters the webui looks for (``sigmas``; no ``eta``, ``n``)
+    and takes the ``noise_sampler`` a ``brownian_noise`` sampler is handed; it reaches the
+    sampler object (Forge keeps the model's noise scaling on ``sampler.model_wrap.predictor``)."""
+    entry = WEBUI_SAMPLERS[label]
+
+    def func(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
         # ``sampler`` is looked up when the webui calls func, after it has been assigned below.
-        return sample_webui(label, SAMPLERS[label], sampler, model, x, sigmas, extra_args, callback, disable)
+        return sample_webui(label, entry, fallback, sampler, model, x, sigmas, extra_args, callback, disable,
+                            noise_sampler)
 
     sampler = kdiffusion_sampler(func, sd_model)
     return sampler
 
 
-def sampler_data(label: str, sampler_data_cls: type, kdiffusion_sampler: type) -> Any:
-    """``SamplerData(label, constructor, aliases, options)`` for one itermix sampler.
-    ``options`` is a dict (the API rejects None) with ``second_order`` for samplers that
-    call the model twice per step, as the webui's own; never ``brownian_noise`` (it would
-    inject a ``noise_sampler`` argument: the wrapped SDE samplers seed their own tree)."""
-    entry = SAMPLERS[label]
-    alias = ("demofusion_" if entry.demofusion else "") + entry.function.replace("sample_", "", 1)
-    options = {"second_order": True} if entry.second_order else {}
-    return sampler_data_cls(label, lambda sd_model: new_sampler(label, kdiffusion_sampler, sd_model), [alias], options)
+def sampler_data(label: str, fallback: Any, family_options: Dict[str, Any], sampler_data_cls: type,
+                 kdiffusion_sampler: type) -> Any:
+    """``SamplerData(label, constructor, aliases, options)`` for one itermix sampler whose
+    family's built-in runs ``fallback`` with ``family_options``; ``options`` is a dict (the API
+    rejects None) of the family's :data:`INHERITED_OPTIONS`."""
+    entry = WEBUI_SAMPLERS[label]
+    alias = ("demofusion_" if entry.demofusion else "") + "itermix_" + entry.sampler
+    options = {name: family_options[name] for name in INHERITED_OPTIONS if name in family_options}
+    return sampler_data_cls(label, lambda sd_model: new_sampler(label, fallback, kdiffusion_sampler, sd_model),
+                            [alias], options)
 
 
 def put_sampler(sd_samplers: Any, data: Any) -> None:
@@ -85,21 +111,28 @@ def put_sampler(sd_samplers: Any, data: Any) -> None:
 
 def register(sd_samplers: Any, sd_samplers_common: Any, sd_samplers_kdiffusion: Any) -> List[str]:
     """Add (or, on a second call or a UI reload, replace) one webui sampler per available
-    itermix sampler, rebuild the visible lists with ``set_samplers()`` and clear the cached
-    ``get_sampler_and_scheduler``. Pass the webui's modules ``modules.sd_samplers``,
-    ``modules.sd_samplers_common`` and ``modules.sd_samplers_kdiffusion``; returns the
-    labels registered. Call it before the UI is built (the dropdowns are made once)."""
-    labels = list(available_samplers())
-    for label in labels:
+    itermix sampler whose family this webui has, rebuild the visible lists with
+    ``set_samplers()`` and clear the cached ``get_sampler_and_scheduler``. Pass the webui's
+    modules ``modules.sd_samplers``, ``modules.sd_samplers_common`` and
+    ``modules.sd_samplers_kdiffusion``; returns the labels registered. Call it before the UI
+    is built (the dropdowns are made once)."""
+    families = {}
+    for label, entry in available_samplers().items():
+        found = family_entry(sd_samplers_kdiffusion, entry.family)
+        if found is None:
+            logger.warning("%s not registered: this webui has no %s sampler", label, entry.family)
+        else:
+            families[label] = found
+    for label in families:
         check_label(label)
-    for label in labels:
-        put_sampler(sd_samplers, sampler_data(label, sd_samplers_common.SamplerData,
+    for label, (fallback, options) in families.items():
+        put_sampler(sd_samplers, sampler_data(label, fallback, options, sd_samplers_common.SamplerData,
                                               sd_samplers_kdiffusion.KDiffusionSampler))
     sd_samplers.set_samplers()
     cached = getattr(sd_samplers, "get_sampler_and_scheduler", None)
     if hasattr(cached, "cache_clear"):
         cached.cache_clear()
-    return labels
+    return list(families)
 
 
 def active_samplers(p: Any) -> List[str]:
@@ -108,4 +141,4 @@ def active_samplers(p: Any) -> List[str]:
     names = [getattr(p, "sampler_name", None)]
     if getattr(p, "enable_hr", False):
         names.append(getattr(p, "hr_sampler_name", None))
-    return [name for name in names if name in SAMPLERS]
+    return [name for name in names if name in WEBUI_SAMPLERS]

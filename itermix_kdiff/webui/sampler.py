@@ -1,7 +1,9 @@
-"""The sampler function the webui calls for an itermix sampler.
+"""The sampler function the webui calls for an itermix sampler (docs/webui-api.md, "The
+sampler call").
 
-The webui calls ``func(model, x, sigmas=..., extra_args=..., callback=..., disable=False)``
-with ``model`` its CFG denoiser. For img2img and the hires-fix second pass ``x`` is the
+The webui calls ``func(model, x, sigmas=..., extra_args=..., callback=..., disable=False)``,
+plus ``noise_sampler=...`` for a sampler whose options say ``brownian_noise``, with ``model``
+its CFG denoiser. For img2img and the hires-fix second pass ``x`` is the
 noised latent ``xi`` it made from the clean latent ``model.init_latent``, its seeded
 noise and ``sigmas[0]`` (the schedule starts part-way for a denoising strength < 1).
 The itermix sampler then runs on the clean latent with noised latents ``z'_k`` built here:
@@ -15,23 +17,25 @@ The itermix sampler then runs on the clean latent with noised latents ``z'_k`` b
   ``predictor.noise_scaling(sigma_k, eps_k, x0, max_denoise=False)``, which for flow
   models is ``sigma eps + (1 - sigma) x0``.
 
-In txt2img there is no clean latent (``model.init_latent`` is None): the entry's plain
-k-diffusion sampler runs instead, and one log line says so.
+In txt2img there is no clean latent (``model.init_latent`` is None): the built-in sampler
+of the entry's family runs instead, exactly as the webui runs it, and one log line says so.
 
 The "DemoFusion IterMix" entry runs the same Euler sampler with DemoFusion's skip residual
 (the demofusion preset, B2) on :func:`webui_demofusion_denoiser`: the CFG denoiser run on
 tiles of the model's native size fused with dilated sampling (``itermix_kdiff.demofusion``),
-one tile per call so that each call's batch lines up with the webui's conditioning.
+one tile per call so that each call's batch lines up with the webui's conditioning, which
+goes around DemoFusion's cutting of tensors into views (:data:`PROMPT_CONDITIONING`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .. import sampling, wrap
+from .. import SAMPLERS
 from ..demofusion import DemoFusionDenoiser, match_statistics, sigma_progress
 from ..noised import add_noise, noised_latents
 from .settings import LATENT_FACTOR, default_settings, sampler_options
@@ -40,28 +44,24 @@ logger = logging.getLogger(__name__)
 
 
 class WebuiSampler(NamedTuple):
-    """One webui sampler: the itermix function's name (see :func:`itermix_function`), the
-    plain ``k_diffusion.sampling`` function it falls back to in txt2img, whether it takes
-    the Perlin settings, whether it calls the model twice per step, whether the
-    fallback's default noise is a Brownian tree (then seeded from the image seeds), and
-    whether the model runs as DemoFusion's tiled + dilated denoiser."""
+    """One webui sampler: ``sampler``, the core sampler it runs (a key of
+    :data:`itermix_kdiff.SAMPLERS`); ``family``, the label of the webui's built-in sampler it
+    takes its options from and runs as in txt2img; whether the model runs as DemoFusion's
+    tiled + dilated denoiser."""
 
-    function: str
-    fallback: str
-    perlin: bool = False
-    second_order: bool = False
-    brownian: bool = False
+    sampler: str
+    family: str
     demofusion: bool = False
 
+    @property
+    def function(self) -> Optional[Callable[..., torch.Tensor]]:
+        """The core sampler function, None when this version of the package has none of that name."""
+        return SAMPLERS.get(self.sampler)
 
-def itermix_function(name: str) -> Optional[Callable[..., torch.Tensor]]:
-    """The itermix sampler called ``name``: ``itermix_kdiff.sampling.<name>``, else the
-    wrapped k-diffusion sampler of that name in ``itermix_kdiff.wrap.SAMPLERS``; None
-    when neither exists."""
-    function = getattr(sampling, name, None)
-    if function is not None:
-        return function
-    return next((f for f in wrap.SAMPLERS.values() if getattr(f, "__name__", None) == name), None)
+    @property
+    def perlin(self) -> bool:
+        """Whether the core sampler takes the Perlin settings."""
+        return self.function is not None and "perlin_mode" in inspect.signature(self.function).parameters
 
 
 def scale_noise(model_wrap: Any, sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -128,21 +128,29 @@ def webui_noised_latents(model_wrap: Any, x0: torch.Tensor, xi: torch.Tensor, si
     return torch.stack([xi.to(x0.dtype)] + later)
 
 
-def sample_plain(label: str, entry: WebuiSampler, p: Any, model: Any, x: torch.Tensor, sigmas: torch.Tensor,
-                 extra_args: Optional[Dict[str, Any]], callback: Optional[Callable], disable: Optional[bool]):
-    """txt2img: nothing to mix with, so run the entry's plain k-diffusion sampler. Its
-    Gaussian noise comes from the webui's seeded RNG (``torch.randn_like`` inside
-    k_diffusion.sampling); a Brownian tree is seeded with the image seeds."""
+def sample_plain(label: str, entry: WebuiSampler, fallback: Any, model: Any, x: torch.Tensor, sigmas: torch.Tensor,
+                 extra_args: Optional[Dict[str, Any]], callback: Optional[Callable], disable: Optional[bool],
+                 noise_sampler: Optional[Callable]) -> torch.Tensor:
+    """txt2img: nothing to mix with, so run the family's built-in function ``fallback`` (a
+    ``k_diffusion.sampling`` name or a function) as the webui runs it: its Gaussian noise
+    from the webui's seeded RNG (``torch.randn_like`` inside k_diffusion.sampling), its
+    Brownian noise from the webui's ``noise_sampler``, one tree per image seed."""
     import k_diffusion.sampling
 
-    logger.warning("%s: no init image to mix with (txt2img first pass), sampling with plain %s; "
-                   "use it as the hires-fix sampler or in img2img", label, entry.fallback)
-    plain = getattr(k_diffusion.sampling, entry.fallback)
-    kwargs = {}
-    if entry.brownian:
-        kwargs["noise_sampler"] = k_diffusion.sampling.BrownianTreeNoiseSampler(
-            x, sigmas[sigmas > 0].min(), sigmas.max(), seed=image_seeds(p, x.shape[0]))
+    logger.warning("%s: no init image to mix with (txt2img first pass), sampling as %s; "
+                   "use it as the hires-fix sampler or in img2img", label, entry.family)
+    plain = fallback if callable(fallback) else getattr(k_diffusion.sampling, fallback)
+    kwargs = {} if noise_sampler is None else {"noise_sampler": noise_sampler}
     return plain(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **kwargs)
+
+
+#: The keys of the webui's ``extra_args`` holding its prompt conditioning: per-image
+#: schedules (``prompt_parser``'s namedtuples and objects) that the CFG denoiser rebuilds
+#: into tensors itself. DemoFusion's views never need them cut (each call holds one view
+#: of the whole batch), so they are handed to the CFG denoiser around DemoFusion's tensor
+#: mapping, which only sees ``image_cond`` (cut per view where it has the latent's size)
+#: and the scalars.
+PROMPT_CONDITIONING = ("cond", "uncond")
 
 
 class PinnedStep:
@@ -151,16 +159,20 @@ class PinnedStep:
     The CFG denoiser counts its calls in ``step``, which A1111 reads for prompt editing
     (``[a:b:when]``): every tile of a step must see the same count, and the step as a
     whole must advance it by one (:meth:`advance`), as a plain sampler's single call does.
-    ``inner_model`` keeps the wrapper chain the samplers search for a discrete schedule."""
+    ``inner_model`` keeps the wrapper chain the samplers search for a discrete schedule.
+    The :data:`PROMPT_CONDITIONING` entries are read from the webui's own ``extra_args`` at
+    each call and added to the ones DemoFusion passes."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, extra_args: Dict[str, Any]):
         self.inner_model = model
         self.step = getattr(model, "step", None)
+        self.extra_args = extra_args
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
         if isinstance(self.step, int):
             self.inner_model.step = self.step
-        return self.inner_model(x, sigma, **extra_args)
+        conditioning = {key: self.extra_args[key] for key in PROMPT_CONDITIONING if key in self.extra_args}
+        return self.inner_model(x, sigma, **extra_args, **conditioning)
 
     def advance(self) -> None:
         if isinstance(self.step, int):
@@ -181,10 +193,11 @@ class StepDenoiser:
         return denoised
 
 
-def webui_demofusion_denoiser(model: Any, shape: torch.Size, sigmas: torch.Tensor, tile: int,
-                              seed: int) -> StepDenoiser:
+def webui_demofusion_denoiser(model: Any, extra_args: Dict[str, Any], shape: torch.Size, sigmas: torch.Tensor,
+                              tile: int, seed: int) -> Tuple[StepDenoiser, Dict[str, Any]]:
     """``DemoFusionDenoiser`` (local tiles fused with dilated sampling) around the webui's CFG
-    denoiser ``model``, for latents of ``shape``.
+    denoiser ``model``, for latents of ``shape``, and the ``extra_args`` to sample it with:
+    the webui's without :data:`PROMPT_CONDITIONING`, which the denoiser adds back.
 
     Tiles are ``tile // 8`` latent pixels (clipped to the latent), ``stride`` half a tile,
     the dilation factor is the latent's size in tiles rounded to the nearest integer (at
@@ -198,38 +211,58 @@ def webui_demofusion_denoiser(model: Any, shape: torch.Size, sigmas: torch.Tenso
     window = (min(size, height), min(size, width))
     stride = (max(window[0] // 2, 1), max(window[1] // 2, 1))
     factor = max(1, round(max(height, width) / size))
-    pinned = PinnedStep(model)
+    pinned = PinnedStep(model, extra_args)
     fused = DemoFusionDenoiser(pinned, window, stride, factor, view_batch_size=1,
                                progress_fn=sigma_progress(model, sigmas), seed=seed)
-    return StepDenoiser(fused, pinned)
+    mapped = {key: value for key, value in extra_args.items() if key not in PROMPT_CONDITIONING}
+    return StepDenoiser(fused, pinned), mapped
 
 
-def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: torch.Tensor,
+def demofusion_refusal(model: Any, p: Any) -> Optional[str]:
+    """Why DemoFusion's views cannot run through this CFG denoiser, or None. Both cases make
+    the CFG denoiser combine the view with a full-size tensor of its own: a mask (it blends
+    ``init_latent`` into every result) and A1111's edit models with an image CFG scale other
+    than 1 (they add ``zeros_like(init_latent)`` to the image conditioning)."""
+    if getattr(model, "mask", None) is not None:
+        return "DemoFusion's tiles cannot be inpainted (the webui blends the mask at full size)"
+    image_cfg_scale = getattr(model, "image_cfg_scale", None)
+    if (getattr(getattr(p, "sd_model", None), "cond_stage_key", None) == "edit"
+            and image_cfg_scale is not None and image_cfg_scale != 1.0):
+        return ("DemoFusion's tiles cannot run an edit model's image CFG (the webui adds full-size "
+                "image conditioning); set Image CFG scale to 1 for DemoFusion")
+    return None
+
+
+def sample_webui(label: str, entry: WebuiSampler, fallback: Any, sampler: Any, model: Any, x: torch.Tensor,
                  sigmas: torch.Tensor, extra_args: Optional[Dict[str, Any]] = None,
-                 callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+                 callback: Optional[Callable] = None, disable: Optional[bool] = None,
+                 noise_sampler: Optional[Callable] = None) -> torch.Tensor:
     """Run the itermix sampler ``entry`` for the webui sampler object ``sampler``.
 
     ``x`` is the webui's ``xi``; ``model.init_latent`` the clean latent ``x0`` (None in
-    txt2img); the settings come from ``model.p.itermix`` (defaults when absent); the
-    core sampler runs on exactly the webui's ``sigmas`` with ``extra_args`` passed on
-    unchanged, on the noised latents of :func:`webui_noised_latents`. A DemoFusion entry
-    samples on :func:`webui_demofusion_denoiser` with the demofusion preset and matches the
-    result's mean and std to the init latent's, as DemoFusion does after each phase; it
-    cannot inpaint (the CFG denoiser blends the init latent at full size into every call),
-    so with a mask it runs as plain Euler IterMix and says so.
+    txt2img, where the family's built-in function ``fallback`` runs instead); the settings
+    come from ``model.p.itermix`` (defaults when absent); the core sampler runs on exactly
+    the webui's ``sigmas`` with ``extra_args`` passed on unchanged, on the noised latents of
+    :func:`webui_noised_latents`. ``noise_sampler`` is the webui's Brownian noise (one tree
+    per image seed), given for the samplers whose options say ``brownian_noise``: the core
+    sampler uses it unless Rewind is on (each rewind pass then seeds a tree of its own). A
+    DemoFusion entry samples on :func:`webui_demofusion_denoiser` with the demofusion preset
+    and matches the result's mean and std to the init latent's, as DemoFusion does after
+    each phase; where :func:`demofusion_refusal` names a reason it runs as plain Euler
+    IterMix and says so.
     """
     x0 = getattr(model, "init_latent", None)
     p = getattr(model, "p", None)
     if x0 is None:
-        return sample_plain(label, entry, p, model, x, sigmas, extra_args, callback, disable)
+        return sample_plain(label, entry, fallback, model, x, sigmas, extra_args, callback, disable, noise_sampler)
     if x0.shape != x.shape:
         raise ValueError(f"{label}: the init latent's shape {tuple(x0.shape)} differs from the "
                          f"sampled latent's {tuple(x.shape)}")
     settings = getattr(p, "itermix", None) or default_settings()
     demofusion = entry.demofusion
-    if demofusion and getattr(model, "mask", None) is not None:
-        logger.warning("%s: DemoFusion's tiles cannot be inpainted (the webui blends the mask at full "
-                       "size), sampling with Euler IterMix", label)
+    refusal = demofusion_refusal(model, p) if demofusion else None
+    if refusal is not None:
+        logger.warning("%s: %s, sampling with Euler IterMix", label, refusal)
         demofusion = False
     if demofusion:
         settings = {**settings, "preset": "demofusion"}
@@ -242,11 +275,15 @@ def sample_webui(label: str, entry: WebuiSampler, sampler: Any, model: Any, x: t
                          f"model does not use (a flow model); turn Rewind off")
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     z = webui_noised_latents(model_wrap, x0, x, sigmas, generators, noise)
+    function = entry.function
+    takes_noise_sampler = "noise_sampler" in inspect.signature(function).parameters
+    if noise_sampler is not None and takes_noise_sampler and not options["rewind"]:
+        options["noise_sampler"] = noise_sampler
     # Rewind passes draw fresh noise from the first image's generator, now past its first draw.
-    function = itermix_function(entry.function)
     if demofusion:
-        denoiser = webui_demofusion_denoiser(model, x0.shape, sigmas, settings["demofusion_tile"], seeds[0])
-        x = function(denoiser, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+        denoiser, tensor_args = webui_demofusion_denoiser(model, extra_args or {}, x0.shape, sigmas,
+                                                          settings["demofusion_tile"], seeds[0])
+        x = function(denoiser, x0, sigmas, extra_args=tensor_args, callback=callback, disable=disable,
                      noised_latents=z, generator=generators[0], noise=noise, **options)
         return match_statistics(x, x0)
     return function(model, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .registry import SAMPLERS, active_samplers
+from .registry import WEBUI_SAMPLERS, active_samplers
 from .settings import check_settings, infotext_params, settings_from_args
 
 
@@ -19,6 +19,6 @@ def process(p: Any, args: Sequence[Any]) -> None:
     settings = settings_from_args(args)
     check_settings(settings)
     p.itermix = settings
-    entries = [SAMPLERS[label] for label in labels]
+    entries = [WEBUI_SAMPLERS[label] for label in labels]
     p.extra_generation_params.update(infotext_params(settings, perlin=any(e.perlin for e in entries),
                                                      demofusion=any(e.demofusion for e in entries)))

@@ -5,18 +5,20 @@ Each :data:`FIELDS` entry is one control of the accordion. Its value is stored i
 ``p.itermix[name]``, recorded in the infotext as ``"Itermix <name>"`` and named
 ``"itermix_<name>"`` for the API. ``name`` is the itermix sampler keyword it sets
 (docs/algorithm.md A2, A3, A5, A7), except ``preset`` (a dict of keywords from
-:data:`itermix_kdiff.options.PRESETS` applied on top, B2) and ``demofusion_tile`` (the
-window of the "DemoFusion IterMix" sampler, in pixels).
+:data:`itermix_kdiff.PRESETS` applied on top, B2) and ``demofusion_tile`` (the window of the
+"DemoFusion IterMix" sampler, in pixels). A field's default is the keyword's own: the
+:class:`~itermix_kdiff.ItermixOptions` field's, or for the Perlin fields the default in
+the Perlin sampler's signature.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
-from ..blending import BLENDING_FUNCTIONS
-from ..blending_schedules import BLENDING_SCHEDULES
-from ..options import PRESETS, make_options
+from .. import BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, SAMPLERS, ItermixOptions, make_options
 from ..perlin import PERLIN_MODES
 
 TITLE = "Iterative Mixing"
@@ -38,22 +40,30 @@ class Field(NamedTuple):
     demofusion: bool = False
 
 
+#: The defaults of the sampler keywords the fields set: every option's, then the Perlin sampler's own.
+DEFAULTS: Dict[str, Any] = {
+    **{f.name: f.default for f in dataclasses.fields(ItermixOptions)},
+    **{name: param.default for name, param in inspect.signature(SAMPLERS["euler_perlin"]).parameters.items()
+       if name.startswith("perlin_")},
+}
 FIELDS: Tuple[Field, ...] = (
-    Field("alpha_1", "alpha_1", "slider", 2.4, bounds=(0.0, 10.0, 0.1),
+    Field("alpha_1", "alpha_1", "slider", DEFAULTS["alpha_1"], bounds=(0.0, 10.0, 0.1),
           info="steepness of the blending curve"),
-    Field("blending_schedule", "Schedule", "dropdown", "cosine", choices=BLENDING_SCHEDULES),
-    Field("blending_function", "Blend function", "dropdown", "addition", choices=tuple(BLENDING_FUNCTIONS)),
-    Field("start_blending_at_pct", "Start blending at", "slider", 0.0),
-    Field("stop_blending_at_pct", "Stop blending at", "slider", 1.0),
-    Field("clamp_blending_at_pct", "Clamp blending at", "slider", 1.0),
-    Field("blend_min", "Blend min", "slider", 0.0),
-    Field("blend_max", "Blend max", "slider", 1.0),
+    Field("blending_schedule", "Schedule", "dropdown", DEFAULTS["blending_schedule"],
+          choices=tuple(BLENDING_SCHEDULES)),
+    Field("blending_function", "Blend function", "dropdown", DEFAULTS["blending_function"],
+          choices=tuple(BLENDING_FUNCTIONS)),
+    Field("start_blending_at_pct", "Start blending at", "slider", DEFAULTS["start_blending_at_pct"]),
+    Field("stop_blending_at_pct", "Stop blending at", "slider", DEFAULTS["stop_blending_at_pct"]),
+    Field("clamp_blending_at_pct", "Clamp blending at", "slider", DEFAULTS["clamp_blending_at_pct"]),
+    Field("blend_min", "Blend min", "slider", DEFAULTS["blend_min"]),
+    Field("blend_max", "Blend max", "slider", DEFAULTS["blend_max"]),
     Field("preset", "Preset", "dropdown", "reference", choices=tuple(PRESETS),
           info="demofusion: shared noise, mix before each step, DemoFusion's curve"),
-    Field("rewind", "Rewind", "checkbox", False),
-    Field("perlin_mode", "Perlin mode", "dropdown", "masks", choices=PERLIN_MODES, perlin=True),
-    Field("perlin_strength", "Perlin strength", "slider", 0.75, perlin=True),
-    Field("perlin_scale", "Perlin scale", "slider", 10.0, bounds=(1.0, 100.0, 0.5), perlin=True),
+    Field("rewind", "Rewind", "checkbox", DEFAULTS["rewind"]),
+    Field("perlin_mode", "Perlin mode", "dropdown", DEFAULTS["perlin_mode"], choices=tuple(PERLIN_MODES), perlin=True),
+    Field("perlin_strength", "Perlin strength", "slider", DEFAULTS["perlin_strength"], perlin=True),
+    Field("perlin_scale", "Perlin scale", "slider", DEFAULTS["perlin_scale"], bounds=(1.0, 100.0, 0.5), perlin=True),
     Field("demofusion_tile", "DemoFusion tile", "slider", 512, bounds=(256, 2048, 64), demofusion=True,
           info="the model's native size in pixels: 512 for SD 1.x, 1024 for SDXL"),
 )

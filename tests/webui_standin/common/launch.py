@@ -1,5 +1,6 @@
-"""Stand-in for the webui's ``launch`` module as an extension's install.py uses it:
-``run_pip`` only records the pip command line it would run."""
+"""Stand-in for the webui's ``launch`` module as an extension's install.py uses it
+(docs/webui-api.md, "The extension folder"): ``run_pip`` only records the pip command
+line it would run."""
 
 pip_calls = []
 

@@ -1,4 +1,5 @@
-"""``modules.infotext_utils``: ``PasteField``, writing and reading the infotext, pasting."""
+"""``modules.infotext_utils``: ``PasteField``, writing and reading the infotext, pasting
+(docs/webui-api.md, "Infotext and the HTTP API")."""
 
 import json
 import re

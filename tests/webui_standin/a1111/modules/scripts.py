@@ -1,4 +1,5 @@
-"""``modules.scripts``: ``Script``, loading script files and running their hooks."""
+"""``modules.scripts``: ``Script``, loading script files and running their hooks
+(docs/webui-api.md, "Scripts and the UI")."""
 
 import importlib.util
 import inspect

@@ -1,4 +1,5 @@
-"""``modules.sd_samplers``: the sampler lists, their lookups and ``create_sampler``."""
+"""``modules.sd_samplers``: the sampler lists, their lookups and ``create_sampler``
+(docs/webui-api.md, "Registration")."""
 
 import functools
 

@@ -1,6 +1,6 @@
-"""A minimal stand-in for gradio (not installed in the tests): the layout blocks and
-components the extension builds, with the keyword arguments gradio 3.41 (A1111) and
-gradio 4 (Forge) both accept; anything else raises TypeError. Components record the
+"""A minimal stand-in for gradio (not installed in the tests; docs/webui-api.md, "Gradio"):
+the layout blocks and components the extension builds, with the keyword arguments gradio
+3.41 (A1111) and gradio 4 (Forge) both accept; anything else raises TypeError. Components record the
 block they were made in, and keep their current ``value``."""
 
 _open_blocks = []
