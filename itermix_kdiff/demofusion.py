@@ -79,12 +79,19 @@ def _make_generator(generator: Optional[torch.Generator], seed: int) -> torch.Ge
 # Running a model on many views of x in batches
 
 def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to every tensor in ``obj``, through dicts, lists, tuples and namedtuples,
+    each rebuilt as its own type (a namedtuple field by field, as A1111's
+    ``ScheduledPromptConditioning``); any other object, subclasses of those included, is
+    returned as it is: its constructor cannot be guessed."""
     if isinstance(obj, torch.Tensor):
         return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
+    kind = type(obj)
+    if kind is dict:
+        return {key: _map_tensors(value, fn) for key, value in obj.items()}
+    if kind is list or kind is tuple:
+        return kind(_map_tensors(value, fn) for value in obj)
+    if isinstance(obj, tuple) and hasattr(kind, "_fields"):
+        return kind._make(_map_tensors(value, fn) for value in obj)
     return obj
 
 

@@ -1,4 +1,5 @@
 import math
+from collections import namedtuple
 
 import pytest
 import torch
@@ -413,3 +414,47 @@ def test_upscale_rejects_bad_arguments():
         df.demofusion_upscale(model, x0, sigmas, 2, stride=9)
     with pytest.raises(ValueError, match="cosine_scale_1"):
         df.demofusion_upscale(model, x0, sigmas, 2, cosine_scale_1=-1.0)
+
+
+# ---------------------------------------------------------------- conditioning objects
+
+#: The shape of A1111's prompt_parser types: a namedtuple, and a class built from named arguments.
+Scheduled = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
+
+
+class Multicond:
+    def __init__(self, shape, batch):
+        self.shape = shape
+        self.batch = batch
+
+
+def test_map_tensors_rebuilds_namedtuples_and_leaves_unknown_objects():
+    t = torch.arange(6.0).reshape(2, 3)
+    multicond = Multicond((2,), [[Scheduled(4, t)]])
+    args = {"uncond": [[Scheduled(4, t), Scheduled(8, {"crossattn": t})]], "cond": multicond,
+            "pair": (t, 1.0), "cond_scale": 7.0, "image_cond": t}
+    out = df._map_tensors(args, lambda v: v * 2)
+    first, second = out["uncond"][0]
+    assert type(first) is Scheduled and (first.end_at_step, second.end_at_step) == (4, 8)
+    assert torch.equal(first.cond, t * 2) and torch.equal(second.cond["crossattn"], t * 2)
+    assert type(out["uncond"]) is list and type(out["pair"]) is tuple and torch.equal(out["pair"][0], t * 2)
+    assert out["cond"] is multicond and multicond.batch[0][0].cond is t  # left alone, not rebuilt
+    assert out["cond_scale"] == 7.0 and torch.equal(out["image_cond"], t * 2)
+    assert torch.equal(t, torch.arange(6.0).reshape(2, 3))  # the caller's tensor untouched
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: df.DemoFusionDenoiser(m, 4, 2, 2, view_batch_size=2, sigmas=torch.tensor([2.0, 1.0, 0.0])),
+    lambda m: df.TiledDenoiser(m, 4, 2, view_batch_size=2)])
+def test_denoisers_pass_namedtuple_conditioning_through(make):
+    seen = []
+
+    def model(x, sigma, uncond, cond):
+        seen.append((type(uncond[0][0]), cond))
+        return x * 0.5
+
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    multicond = Multicond((1,), [])
+    out = make(model)(x, torch.ones(1), uncond=[[Scheduled(4, torch.zeros(3, 8))]], cond=multicond)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert seen and all(kind is Scheduled and cond is multicond for kind, cond in seen)
