@@ -52,13 +52,19 @@ def per_row(generator: Generators) -> bool:
 def randn_rows(shape: Sequence[int], generator: Generators, dtype: torch.dtype,
                device: Union[str, torch.device]) -> torch.Tensor:
     """``torch.randn(shape)`` from ``generator`` (the global RNG when None); with one generator
-    per row, row b is ``randn((1, *shape[1:]))`` from generator b."""
+    per row, row b is ``randn((1, *shape[1:]))`` from generator b. A generator on another
+    device than ``device`` (a CPU generator for a CUDA latent, as the webuis seed) draws on its
+    own device, and the noise is moved."""
+    def draw(rows_shape: Sequence[int], g: Optional[torch.Generator]) -> torch.Tensor:
+        on = device if g is None or g.device == torch.device(device) else g.device
+        return torch.randn(tuple(rows_shape), generator=g, dtype=dtype, device=on).to(device)
+
     if not per_row(generator):
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return draw(shape, generator)
     if len(generator) != shape[0]:
         raise ValueError(f"generator holds {len(generator)} generators for a batch of {shape[0]}: "
                          f"give one per batch row")
-    return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=dtype, device=device) for g in generator])
+    return torch.cat([draw((1, *shape[1:]), g) for g in generator])
 
 
 class LazyNoisedLatents:

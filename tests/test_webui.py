@@ -148,7 +148,7 @@ def spy(monkeypatch):
         recording.__signature__ = inspect.signature(real)
         return recording
 
-    for name in ("euler", "euler_perlin", "dpmpp_2m", "dpmpp_sde"):
+    for name in ("euler", "euler_perlin", "dpmpp_2m", "dpmpp_sde", "euler_ancestral", "dpmpp_2m_sde"):
         monkeypatch.setitem(itermix_kdiff.SAMPLERS, name, recorder(name, itermix_kdiff.SAMPLERS[name]))
     return calls
 
@@ -405,7 +405,7 @@ def test_perlin_settings_reach_the_perlin_sampler(webui, spy):
     assert call.name == "euler_perlin"
     check_itermix_call(call, p.sampler, x0)
     assert (call.kwargs["perlin_mode"], call.kwargs["perlin_strength"], call.kwargs["perlin_scale"],
-            call.kwargs["seed"], call.kwargs["alpha_1"]) == ("latents", 0.5, 5.0, 66, 1.0)
+            call.kwargs["seed"], call.kwargs["alpha_1"]) == ("latents", 0.5, 5.0, [66], 1.0)  # a seed per image
     assert "Itermix perlin_mode: latents" in result.infotext and "Itermix perlin_scale: 5.0" in result.infotext
     assert torch.isfinite(result.samples).all()
 
@@ -903,3 +903,28 @@ def ast_docstring(path):
     import ast
 
     return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+@pytest.mark.filterwarnings("ignore:Should have t:UserWarning")  # torchsde on k-diffusion's float32 sigma bounds
+@pytest.mark.parametrize("label, values", [
+    ("Euler Perlin IterMix", {}),
+    ("Euler a IterMix", {"rewind": True}),
+    ("DPM++ 2M SDE IterMix", {"rewind": True}),
+    ("DPM++ 2M IterMix", {"rewind": True}),
+    ("Euler IterMix", {"rewind": True}),
+])
+def test_each_image_of_a_batch_follows_its_seed_in_every_sampler(webui, spy, label, values):
+    """Image 1 of a batch seeded 180 (seeds 180, 181) equals that image alone with seed 181: the
+    Perlin masks, the ancestral noise, the rewind passes' noised latents and Brownian trees all
+    follow each image's seed."""
+    w = webui
+    runner = start(w, True)
+    set_values(runner, **values)
+    _, batch = img2img(w, runner, TinySD(), clean_latent(batch=2), sampler_name=label, denoising_strength=0.6,
+                       steps=6, seed=180)
+    _, single = img2img(w, runner, TinySD(), clean_latent(), sampler_name=label, denoising_strength=0.6,
+                        steps=6, seed=181)
+    torch.testing.assert_close(batch.samples[1:], single.samples, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(batch.samples[0], batch.samples[1], atol=1e-3)
+    generators = spy[-1].kwargs["generator"]
+    assert isinstance(generators, list) and len(generators) == 1

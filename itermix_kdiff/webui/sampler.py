@@ -36,8 +36,10 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 
 from .. import SAMPLERS
-from ..demofusion import DemoFusionDenoiser, match_statistics, sigma_progress
+from ..demofusion import DemoFusionDenoiser, sigma_progress
 from ..noised import add_noise, noised_latents
+from ..statistics import match_statistics
+from ..wrap import BROWNIAN_SAMPLERS, KDIFFUSION_SAMPLERS
 from .settings import LATENT_FACTOR, default_settings, sampler_options
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,11 @@ class WebuiSampler(NamedTuple):
     def function(self) -> Optional[Callable[..., torch.Tensor]]:
         """The core sampler function, None when this version of the package has none of that name."""
         return SAMPLERS.get(self.sampler)
+
+    @property
+    def brownian(self) -> bool:
+        """Whether the core sampler's own noise is a Brownian tree (an SDE sampler)."""
+        return KDIFFUSION_SAMPLERS.get(self.sampler, ("",))[0] in BROWNIAN_SAMPLERS
 
     @property
     def perlin(self) -> bool:
@@ -233,6 +240,25 @@ def demofusion_refusal(model: Any, p: Any) -> Optional[str]:
     return None
 
 
+def per_image_noise(entry: WebuiSampler, p: Any, seeds: List[int], noise_sampler: Optional[Callable],
+                    rewind: bool) -> Dict[str, Any]:
+    """The keywords that give a sampler with a ``noise_sampler`` each image's own noise, as the
+    webui's own samplers have it. An SDE sampler takes the webui's Brownian noise (one tree per
+    image seed), or with Rewind one seed per image (a tree per image and pass). A Gaussian one
+    (ancestral, LCM) takes the webui's per-image stream ``p.rng`` (ImageRNG: one generator per
+    image seed, re-seeded with the ENSD after the first draw), else one seed per image where
+    it takes a seed (otherwise the per-image generators serve)."""
+    params = inspect.signature(entry.function).parameters
+    if "noise_sampler" not in params:
+        return {}
+    if entry.brownian:
+        return {"noise_sampler": noise_sampler} if noise_sampler is not None and not rewind else {"seed": seeds}
+    rng = getattr(p, "rng", None)
+    if rng is not None:
+        return {"noise_sampler": lambda sigma, sigma_next: rng.next()}
+    return {"seed": seeds} if "seed" in params else {}
+
+
 def sample_webui(label: str, entry: WebuiSampler, fallback: Any, sampler: Any, model: Any, x: torch.Tensor,
                  sigmas: torch.Tensor, extra_args: Optional[Dict[str, Any]] = None,
                  callback: Optional[Callable] = None, disable: Optional[bool] = None,
@@ -267,7 +293,7 @@ def sample_webui(label: str, entry: WebuiSampler, fallback: Any, sampler: Any, m
     if demofusion:
         settings = {**settings, "preset": "demofusion"}
     seeds = image_seeds(p, x.shape[0])
-    options = sampler_options(settings, perlin=entry.perlin, seed=seeds[0])
+    options = sampler_options(settings, perlin=entry.perlin, seed=seeds)  # Perlin masks per image
     noise = options.pop("noise", "independent")
     model_wrap = getattr(sampler, "model_wrap", None)
     if options["rewind"] and not is_additive(model_wrap, sigmas[0], x0):
@@ -276,15 +302,13 @@ def sample_webui(label: str, entry: WebuiSampler, fallback: Any, sampler: Any, m
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     z = webui_noised_latents(model_wrap, x0, x, sigmas, generators, noise)
     function = entry.function
-    takes_noise_sampler = "noise_sampler" in inspect.signature(function).parameters
-    if noise_sampler is not None and takes_noise_sampler and not options["rewind"]:
-        options["noise_sampler"] = noise_sampler
-    # Rewind passes draw fresh noise from the first image's generator, now past its first draw.
+    options.update(per_image_noise(entry, p, seeds, noise_sampler, options["rewind"]))
+    # one generator per image: each image's churn, LCM and rewind-pass noise follow its seed
     if demofusion:
         denoiser, tensor_args = webui_demofusion_denoiser(model, extra_args or {}, x0.shape, sigmas,
                                                           settings["demofusion_tile"], seeds[0])
         x = function(denoiser, x0, sigmas, extra_args=tensor_args, callback=callback, disable=disable,
-                     noised_latents=z, generator=generators[0], noise=noise, **options)
+                     noised_latents=z, generator=generators, noise=noise, **options)
         return match_statistics(x, x0)
     return function(model, x0, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                    noised_latents=z, generator=generators[0], noise=noise, **options)
+                    noised_latents=z, generator=generators, noise=noise, **options)
