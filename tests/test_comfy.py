@@ -1,5 +1,5 @@
 """The ComfyUI node pack (itermix_kdiff.comfy, extensions/comfyui-itermix) against a stand-in of
-ComfyUI 0.8.0 (tests/comfy_standin, written from its code) whose diffusion model is a real
+ComfyUI 0.8.0 (tests/comfy_standin, mirroring its API) whose diffusion model is a real
 k-diffusion DiscreteEpsDDPMDenoiser. Flows run through the stand-in's SamplerCustom, KSAMPLER,
 CFGGuider and KSamplerX0Inpaint as ComfyUI runs them."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ if str(STANDIN) not in sys.path:
 import comfy.model_management  # noqa: E402  (the stand-in)
 import comfy.samplers  # noqa: E402
 import comfy.utils  # noqa: E402
-from comfy.model_base import BaseModel  # noqa: E402
+from comfy.model_base import BaseModel, ModelType  # noqa: E402
 from comfy.model_patcher import ModelPatcher  # noqa: E402
 from comfy_extras.nodes_custom_sampler import SamplerCustom  # noqa: E402
 from comfy_extras.nodes_differential_diffusion import DifferentialDiffusion  # noqa: E402
@@ -72,7 +73,8 @@ REFERENCE_INPUTS = {
         ("start_blending_at_pct", ("FLOAT", {"default": 0.0, "min": 0.0, "step": 0.01})),
         ("stop_blending_at_pct", ("FLOAT", {"default": 1.0, "min": 0.0, "step": 0.01})),
         ("clamp_blending_at_pct", ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})),
-        ("blend_min", ("FLOAT", {"default": 0.0, "step": 0.01})), ("blend_max", ("FLOAT", {"default": 1.0, "step": 0.01})),
+        ("blend_min", ("FLOAT", {"default": 0.0, "step": 0.01})),
+        ("blend_max", ("FLOAT", {"default": 1.0, "step": 0.01})),
         ("perlin_mode", (["masks", "latents", "matched_noise"], {"default": "masks"})),
         ("perlin_strength", ("FLOAT", {"default": 0.75, "step": 0.001})),
         ("perlin_scale", ("FLOAT", {"default": 10., "min": 0.1, "max": 400.0})),
@@ -120,11 +122,13 @@ def conditioning(seed):
 
 
 POSITIVE, NEGATIVE = conditioning(1), conditioning(2)
+CPU = torch.device("cpu")
+SD3_SAMPLING = types.SimpleNamespace(sampling_settings={"shift": 3.0})  # the part of a model config it reads
 
 
 @pytest.fixture(scope="module")
 def model():
-    return ModelPatcher(BaseModel())
+    return ModelPatcher(BaseModel(None), CPU, CPU)
 
 
 def sampler_node(**kw):
@@ -275,7 +279,7 @@ def test_inpainting_mask_and_differential_diffusion(model):
     torch.testing.assert_close(inpaint[keep], lat["samples"][keep])
     assert not torch.allclose(inpaint[~keep], lat["samples"][~keep])
     soft = torch.linspace(0, 1, 64).expand(1, 64, 64).clone()
-    dd_model = DifferentialDiffusion().apply(model)[0]
+    dd_model = DifferentialDiffusion.execute(model)[0]
     dd = custom(dd_model, sampler_node(), sigmas, {**lat, "noise_mask": soft})
     plain_soft = custom(model, sampler_node(), sigmas, {**lat, "noise_mask": soft})
     assert torch.isfinite(dd).all() and not torch.equal(dd, plain_soft)
@@ -347,7 +351,7 @@ def test_deprecated_flow_and_plots(model):
 
 
 def test_flow_models_noise_their_way_and_refuse_rewind():
-    flow = ModelPatcher(BaseModel("flow"))
+    flow = ModelPatcher(BaseModel(SD3_SAMPLING, ModelType.FLOW), CPU, CPU)
     ms = flow.get_model_object("model_sampling")
     lat, sigmas = latent(size=4), scheduler(flow, 4, "simple")
     out = custom(flow, sampler_node(), sigmas, lat)

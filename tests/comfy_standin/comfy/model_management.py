@@ -1,40 +1,35 @@
-"""comfy.model_management: devices and the interrupt flag (ComfyUI 0.8.0)."""
+"""comfy.model_management (ComfyUI 0.8.0's names): where sampled latents go, and Cancel.
+
+ComfyUI's server calls ``interrupt_current_processing()`` when the user presses Cancel; the
+next ``throw_exception_if_processing_interrupted()`` (the server's progress-bar hook makes one
+at every step) raises :class:`InterruptProcessingException` and clears the request, so the
+following prompt runs. The stand-in keeps everything on the CPU.
+"""
 
 import threading
 
 import torch
 
-
-def get_torch_device():
-    return torch.device("cpu")
-
-
-def intermediate_device():
-    return torch.device("cpu")
+_cancel_requested = threading.Event()
 
 
 class InterruptProcessingException(Exception):
-    pass
+    """Raised inside a run after Cancel."""
 
 
-interrupt_processing_mutex = threading.RLock()
-interrupt_processing = False
+def intermediate_device():
+    """Where nodes hand latents to each other."""
+    return torch.device("cpu")
 
 
 def interrupt_current_processing(value=True):
-    global interrupt_processing
-    with interrupt_processing_mutex:
-        interrupt_processing = value
-
-
-def processing_interrupted():
-    with interrupt_processing_mutex:
-        return interrupt_processing
+    if value:
+        _cancel_requested.set()
+    else:
+        _cancel_requested.clear()
 
 
 def throw_exception_if_processing_interrupted():
-    global interrupt_processing
-    with interrupt_processing_mutex:
-        if interrupt_processing:
-            interrupt_processing = False
-            raise InterruptProcessingException()
+    if _cancel_requested.is_set():
+        _cancel_requested.clear()
+        raise InterruptProcessingException()

@@ -1,12 +1,28 @@
-"""comfy.samplers (ComfyUI 0.8.0): the guider, ``KSAMPLER`` and its ``KSamplerX0Inpaint``
-model, ``KSampler``, the scheduler registry and ``calculate_sigmas``."""
+"""comfy.samplers (ComfyUI 0.8.0's names, signatures and call order).
+
+A SamplerCustom run: :func:`sample` -> ``CFGGuider.sample`` -> (OUTER_SAMPLE wrappers)
+``outer_sample`` -> ``inner_sample`` -> (SAMPLER_SAMPLE wrappers) ``KSAMPLER.sample``, which
+wraps the guider in :class:`KSamplerX0Inpaint`, noises the latent to ``sigmas[0]`` and calls
+its sampler function. Every model call of that function then goes ``KSamplerX0Inpaint``
+(inpainting) -> ``CFGGuider.__call__`` -> (PREDICT_NOISE wrappers) ``predict_noise`` ->
+:func:`sampling_function` (guidance) -> :func:`calc_cond_batch` -> ``BaseModel.apply_model``.
+``KSampler`` (the KSampler node's path) builds its schedule and calls :func:`sample`.
+
+Simplified where the nodes do not reach: a prompt is a CONDITIONING ``[[tensor, {...}], ...]``
+of which the first tensor is used (no areas, masks, hooks, ControlNet or extra model
+conditions), models stay where they are, no ``sampler_cfg_function`` patches.
+
+Schedules: :func:`calculate_sigmas` computes ComfyUI's schedulers with
+``itermix_kdiff.sigmas.get_sigmas`` rather than again here. Against ComfyUI 0.8.0's own
+``calculate_sigmas`` that function was measured equal on 756 cases (SD's discrete table and
+the flow table, every scheduler, 1 to 40, 50 and 100 steps) but two, ``kl_optimal`` at one
+step, where ComfyUI's result is NaN; it also refuses a schedule with repeated sigmas, which
+ComfyUI returns. So tests/test_comfy.py checks here how the nodes choose and cut schedules,
+and tests/test_comfy_integration.py checks the numbers in a real ComfyUI.
+"""
 
 import math
-from functools import partial
-from typing import Callable, NamedTuple
 
-import numpy
-import scipy.stats
 import torch
 
 import comfy.model_patcher
@@ -14,191 +30,124 @@ import comfy.patcher_extension
 import comfy.sampler_helpers
 import comfy.utils
 from comfy.k_diffusion import sampling as k_diffusion_sampling
+from comfy.patcher_extension import WrappersMP
+
+#: ComfyUI's sampler names that the stand-in's ``comfy.k_diffusion.sampling`` offers, in ComfyUI's order
+KSAMPLER_NAMES = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde",
+                  "dpmpp_2m_sde"]
+SAMPLER_NAMES = list(KSAMPLER_NAMES)
+
+#: ComfyUI's scheduler names, in its order (the first is the fallback for an unknown name)
+SCHEDULER_NAMES = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                   "linear_quadratic", "kl_optimal"]
+
+
+def _chain(wrapper_type, method, owner, model_options):
+    """``method`` of ``owner`` behind the wrappers of ``wrapper_type`` found in ``model_options``."""
+    wrappers = comfy.patcher_extension.get_all_wrappers(wrapper_type, model_options, is_model_options=True)
+    return comfy.patcher_extension.WrapperExecutor.new_class_executor(method, owner, wrappers)
 
 
 def calc_cond_batch(model, conds, x_in, timestep, model_options):
-    """One prediction per prompt (None for a skipped uncond); a prompt is one tensor."""
-    out = []
-    for cond in conds:
-        if cond is None:
-            out.append(None)
-            continue
+    """The denoised prediction of ``x_in`` for each prompt in ``conds``; a prompt given as None
+    (the negative one, when guidance does not need it) gives None."""
+    transformer_options = model_options.get("transformer_options", {})
+
+    def predict(cond):
         context = comfy.utils.repeat_to_batch_size(cond[0][0], x_in.shape[0]).to(x_in.device)
-        out.append(model.apply_model(x_in, timestep, c_crossattn=context,
-                                     transformer_options=model_options.get("transformer_options", {})))
-    return out
+        return model.apply_model(x_in, timestep, c_crossattn=context, transformer_options=transformer_options)
 
-
-def cfg_function(model, cond_pred, uncond_pred, cond_scale, x, timestep, model_options={}, cond=None, uncond=None):
-    if uncond_pred is None:
-        return cond_pred
-    return uncond_pred + (cond_pred - uncond_pred) * cond_scale
+    return [None if cond is None else predict(cond) for cond in conds]
 
 
 def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options={}, seed=None):
-    if math.isclose(cond_scale, 1.0) and model_options.get("disable_cfg1_optimization", False) == False:
-        uncond_ = None
-    else:
-        uncond_ = uncond
-    out = calc_cond_batch(model, [cond, uncond_], x, timestep, model_options)
-    return cfg_function(model, out[0], out[1], cond_scale, x, timestep, model_options=model_options, cond=cond,
-                        uncond=uncond_)
+    """Classifier-free guidance on denoised predictions: ``uncond + cond_scale (cond - uncond)``.
+    At a scale of 1 that is the positive prediction, and the negative prompt is not run."""
+    if math.isclose(cond_scale, 1.0):
+        return calc_cond_batch(model, [cond], x, timestep, model_options)[0]
+    positive, negative = calc_cond_batch(model, [cond, uncond], x, timestep, model_options)
+    return negative + (positive - negative) * cond_scale
 
 
 class KSamplerX0Inpaint:
+    """The model a sampler function is given: the guider ``model`` (``inner_model``), with
+    inpainting. KSAMPLER sets ``latent_image`` (the clean latent) and ``noise`` (the run's
+    noise). Where ``denoise_mask`` is 0 the model sees the clean latent noised to the step's
+    sigma and the output is the clean latent; the model's ``denoise_mask_function`` (set by
+    DifferentialDiffusion) may change the mask at each step."""
+
     def __init__(self, model, sigmas):
         self.inner_model = model
         self.sigmas = sigmas
 
     def __call__(self, x, sigma, denoise_mask, model_options={}, seed=None):
-        if denoise_mask is not None:
-            if "denoise_mask_function" in model_options:
-                denoise_mask = model_options["denoise_mask_function"](sigma, denoise_mask, extra_options={"model": self.inner_model, "sigmas": self.sigmas})
-            latent_mask = 1. - denoise_mask
-            x = x * denoise_mask + self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise, latent_image=self.latent_image) * latent_mask
-        out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
-        if denoise_mask is not None:
-            out = out * denoise_mask + self.latent_image * latent_mask
-        return out
-
-
-def simple_scheduler(model_sampling, steps):
-    s = model_sampling
-    sigs = []
-    ss = len(s.sigmas) / steps
-    for x in range(steps):
-        sigs += [float(s.sigmas[-(1 + int(x * ss))])]
-    sigs += [0.0]
-    return torch.FloatTensor(sigs)
-
-
-def ddim_scheduler(model_sampling, steps):
-    s = model_sampling
-    sigs = []
-    x = 1
-    if math.isclose(float(s.sigmas[x]), 0, abs_tol=0.00001):
-        steps += 1
-        sigs = []
-    else:
-        sigs = [0.0]
-    ss = max(len(s.sigmas) // steps, 1)
-    while x < len(s.sigmas):
-        sigs += [float(s.sigmas[x])]
-        x += ss
-    sigs = sigs[::-1]
-    return torch.FloatTensor(sigs)
-
-
-def normal_scheduler(model_sampling, steps, sgm=False, floor=False):
-    s = model_sampling
-    start = s.timestep(s.sigma_max)
-    end = s.timestep(s.sigma_min)
-    append_zero = True
-    if sgm:
-        timesteps = torch.linspace(start, end, steps + 1)[:-1]
-    else:
-        if math.isclose(float(s.sigma(end)), 0, abs_tol=0.00001):
-            steps += 1
-            append_zero = False
-        timesteps = torch.linspace(start, end, steps)
-    sigs = []
-    for x in range(len(timesteps)):
-        sigs.append(float(s.sigma(timesteps[x])))
-    if append_zero:
-        sigs += [0.0]
-    return torch.FloatTensor(sigs)
-
-
-def beta_scheduler(model_sampling, steps, alpha=0.6, beta=0.6):
-    total_timesteps = (len(model_sampling.sigmas) - 1)
-    ts = 1 - numpy.linspace(0, 1, steps, endpoint=False)
-    ts = numpy.rint(scipy.stats.beta.ppf(ts, alpha, beta) * total_timesteps)
-    sigs = []
-    last_t = -1
-    for t in ts:
-        if t != last_t:
-            sigs += [float(model_sampling.sigmas[int(t)])]
-        last_t = t
-    sigs += [0.0]
-    return torch.FloatTensor(sigs)
-
-
-def linear_quadratic_schedule(model_sampling, steps, threshold_noise=0.025, linear_steps=None):
-    if steps == 1:
-        sigma_schedule = [1.0, 0.0]
-    else:
-        if linear_steps is None:
-            linear_steps = steps // 2
-        linear_sigma_schedule = [i * threshold_noise / linear_steps for i in range(linear_steps)]
-        threshold_noise_step_diff = linear_steps - threshold_noise * steps
-        quadratic_steps = steps - linear_steps
-        quadratic_coef = threshold_noise_step_diff / (linear_steps * quadratic_steps ** 2)
-        linear_coef = threshold_noise / linear_steps - 2 * threshold_noise_step_diff / (quadratic_steps ** 2)
-        const = quadratic_coef * (linear_steps ** 2)
-        quadratic_sigma_schedule = [quadratic_coef * (i ** 2) + linear_coef * i + const for i in range(linear_steps, steps)]
-        sigma_schedule = linear_sigma_schedule + quadratic_sigma_schedule + [1.0]
-        sigma_schedule = [1.0 - x for x in sigma_schedule]
-    return torch.FloatTensor(sigma_schedule) * model_sampling.sigma_max.cpu()
-
-
-def kl_optimal_scheduler(n, sigma_min, sigma_max):
-    adj_idxs = torch.arange(n, dtype=torch.float).div_(n - 1)
-    sigmas = adj_idxs.new_zeros(n + 1)
-    sigmas[:-1] = (adj_idxs * math.atan(sigma_min) + (1 - adj_idxs) * math.atan(sigma_max)).tan_()
-    return sigmas
+        if denoise_mask is None:
+            return self.inner_model(x, sigma, model_options=model_options, seed=seed)
+        mask_function = model_options.get("denoise_mask_function")
+        if mask_function is not None:
+            denoise_mask = mask_function(sigma, denoise_mask,
+                                         extra_options={"model": self.inner_model, "sigmas": self.sigmas})
+        keep = 1.0 - denoise_mask
+        known = self.inner_model.inner_model.scale_latent_inpaint(x=x, sigma=sigma, noise=self.noise,
+                                                                  latent_image=self.latent_image)
+        denoised = self.inner_model(x * denoise_mask + known * keep, sigma, model_options=model_options, seed=seed)
+        return denoised * denoise_mask + self.latent_image * keep
 
 
 class Sampler:
-    def sample(self):
-        pass
-
     def max_denoise(self, model_wrap, sigmas):
-        max_sigma = float(model_wrap.inner_model.model_sampling.sigma_max)
-        sigma = float(sigmas[0])
-        return math.isclose(max_sigma, sigma, rel_tol=1e-05) or sigma > max_sigma
-
-
-KSAMPLER_NAMES = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "exp_heun_2_x0", "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral",
-                  "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu",
-                  "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
-                  "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
-                  "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece"]
+        """Whether the run starts at (or above) the top of the model's table."""
+        top, first = float(model_wrap.inner_model.model_sampling.sigma_max), float(sigmas[0])
+        return first > top or math.isclose(first, top, rel_tol=1e-05)
 
 
 class KSAMPLER(Sampler):
+    """The SAMPLER type: a function ``fn(model, x, sigmas, extra_args=..., callback=...,
+    disable=..., **extra_options)`` in k-diffusion's form, ``x`` the noised latent. The
+    stand-in takes no ``inpaint_options`` (ComfyUI's ddim uses them for its own noise)."""
+
     def __init__(self, sampler_function, extra_options={}, inpaint_options={}):
+        if inpaint_options:
+            raise NotImplementedError("the stand-in's KSAMPLER takes no inpaint_options")
         self.sampler_function = sampler_function
         self.extra_options = extra_options
         self.inpaint_options = inpaint_options
 
-    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        """Run the function with the guider ``model_wrap`` on ``noise`` added to ``latent_image``
+        (both in the model's latent space); ``callback(step, x0, x, total_steps)``."""
         extra_args["denoise_mask"] = denoise_mask
-        model_k = KSamplerX0Inpaint(model_wrap, sigmas)
-        model_k.latent_image = latent_image
-        if self.inpaint_options.get("random", False):
-            generator = torch.manual_seed(extra_args.get("seed", 41) + 1)
-            model_k.noise = torch.randn(noise.shape, generator=generator, device="cpu").to(noise.dtype).to(noise.device)
-        else:
-            model_k.noise = noise
+        inpainting = KSamplerX0Inpaint(model_wrap, sigmas)
+        inpainting.latent_image = latent_image
+        inpainting.noise = noise
+        scaling = model_wrap.inner_model.model_sampling
+        x = scaling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
+        steps = len(sigmas) - 1
 
-        noise = model_wrap.inner_model.model_sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
+        def k_callback(info):
+            callback(info["i"], info["denoised"], info["x"], steps)
 
-        k_callback = None
-        total_steps = len(sigmas) - 1
-        if callback is not None:
-            k_callback = lambda x: callback(x["i"], x["denoised"], x["x"], total_steps)
-
-        samples = self.sampler_function(model_k, noise, sigmas, extra_args=extra_args, callback=k_callback, disable=disable_pbar, **self.extra_options)
-        samples = model_wrap.inner_model.model_sampling.inverse_noise_scaling(sigmas[-1], samples)
-        return samples
+        samples = self.sampler_function(inpainting, x, sigmas, extra_args=extra_args,
+                                        callback=None if callback is None else k_callback, disable=disable_pbar,
+                                        **self.extra_options)
+        return scaling.inverse_noise_scaling(sigmas[-1], samples)
 
 
 def ksampler(sampler_name, extra_options={}, inpaint_options={}):
-    sampler_function = getattr(k_diffusion_sampling, "sample_{}".format(sampler_name))
-    return KSAMPLER(sampler_function, extra_options, inpaint_options)
+    """The KSAMPLER of ``comfy.k_diffusion.sampling.sample_<sampler_name>``."""
+    return KSAMPLER(getattr(k_diffusion_sampling, "sample_" + sampler_name), extra_options, inpaint_options)
+
+
+def sampler_object(name):
+    return ksampler(name)
 
 
 class CFGGuider:
+    """The GUIDER type: a MODEL with its prompts and CFG scale. During a run ``inner_model`` is
+    the diffusion model, ``conds`` the prompts and ``model_options`` a copy of the MODEL's
+    options holding its wrappers; calling the guider is one guided model call."""
+
     def __init__(self, model_patcher):
         self.model_patcher = model_patcher
         self.model_options = model_patcher.model_options
@@ -212,165 +161,132 @@ class CFGGuider:
         self.cfg = cfg
 
     def inner_set_conds(self, conds):
-        for k in conds:
-            self.original_conds[k] = conds[k]
+        self.original_conds.update(conds)
 
     def __call__(self, *args, **kwargs):
         return self.outer_predict_noise(*args, **kwargs)
 
     def outer_predict_noise(self, x, timestep, model_options={}, seed=None):
-        return comfy.patcher_extension.WrapperExecutor.new_class_executor(
-            self.predict_noise,
-            self,
-            comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, self.model_options, is_model_options=True)
-        ).execute(x, timestep, model_options, seed)
+        chain = _chain(WrappersMP.PREDICT_NOISE, self.predict_noise, self, self.model_options)
+        return chain.execute(x, timestep, model_options, seed)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        return sampling_function(self.inner_model, x, timestep, self.conds.get("negative", None), self.conds.get("positive", None), self.cfg, model_options=model_options, seed=seed)
+        return sampling_function(self.inner_model, x, timestep, self.conds.get("negative"), self.conds.get("positive"),
+                                 self.cfg, model_options=model_options, seed=seed)
 
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed):
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                     latent_shapes=None):
+        # an all-zero latent (a new, empty one) is not scaled into the model's space
         if latent_image is not None and torch.count_nonzero(latent_image) > 0:
             latent_image = self.inner_model.process_latent_in(latent_image)
-
-        extra_model_options = comfy.model_patcher.create_model_options_clone(self.model_options)
-        extra_model_options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
-        extra_args = {"model_options": extra_model_options, "seed": seed}
-
-        executor = comfy.patcher_extension.WrapperExecutor.new_class_executor(
-            sampler.sample,
-            sampler,
-            comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, extra_args["model_options"], is_model_options=True)
-        )
-        samples = executor.execute(self, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        run_options = comfy.model_patcher.create_model_options_clone(self.model_options)
+        run_options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
+        extra_args = {"model_options": run_options, "seed": seed}
+        chain = _chain(WrappersMP.SAMPLER_SAMPLE, sampler.sample, sampler, run_options)
+        samples = chain.execute(self, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
         return self.inner_model.process_latent_out(samples.to(torch.float32))
 
-    def outer_sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
+    def outer_sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+                     seed=None, latent_shapes=None):
+        # ComfyUI loads the models onto the device here; the stand-in's stay on the CPU
         self.inner_model = self.model_patcher.model
         device = self.model_patcher.load_device
-        noise = noise.to(device)
-        latent_image = latent_image.to(device)
-        sigmas = sigmas.to(device)
-        output = self.inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
-        del self.inner_model
-        return output
+        try:
+            return self.inner_sample(noise.to(device), latent_image.to(device), device, sampler, sigmas.to(device),
+                                     denoise_mask, callback, disable_pbar, seed, latent_shapes=latent_shapes)
+        finally:
+            del self.inner_model
 
-    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
-        if sigmas.shape[-1] == 0:
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+               seed=None):
+        if len(sigmas) == 0:
             return latent_image
         if denoise_mask is not None:
-            denoise_mask = comfy.sampler_helpers.prepare_mask(denoise_mask, latent_image.shape, self.model_patcher.load_device)
-        self.conds = {k: list(v) for k, v in self.original_conds.items()}
+            denoise_mask = comfy.sampler_helpers.prepare_mask(denoise_mask, latent_image.shape,
+                                                             self.model_patcher.load_device)
+        self.conds = {kind: list(cond) for kind, cond in self.original_conds.items()}
+        saved_options = self.model_options
+        self.model_options = comfy.model_patcher.create_model_options_clone(saved_options)
         try:
-            orig_model_options = self.model_options
-            self.model_options = comfy.model_patcher.create_model_options_clone(self.model_options)
             comfy.sampler_helpers.prepare_model_patcher(self.model_patcher, self.conds, self.model_options)
-            executor = comfy.patcher_extension.WrapperExecutor.new_class_executor(
-                self.outer_sample,
-                self,
-                comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, self.model_options, is_model_options=True)
-            )
-            output = executor.execute(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+            chain = _chain(WrappersMP.OUTER_SAMPLE, self.outer_sample, self, self.model_options)
+            return chain.execute(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                                 latent_shapes=[latent_image.shape])
         finally:
-            self.model_options = orig_model_options
-        del self.conds
-        return output
+            self.model_options = saved_options
+            del self.conds
 
 
-def sample(model, noise, positive, negative, cfg, device, sampler, sigmas, model_options={}, latent_image=None, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
-    cfg_guider = CFGGuider(model)
-    cfg_guider.set_conds(positive, negative)
-    cfg_guider.set_cfg(cfg)
-    return cfg_guider.sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+def sample(model, noise, positive, negative, cfg, device, sampler, sigmas, model_options={}, latent_image=None,
+           denoise_mask=None, callback=None, disable_pbar=False, seed=None):
+    guider = CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return guider.sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
 
 
-SAMPLER_NAMES = KSAMPLER_NAMES + ["ddim", "uni_pc", "uni_pc_bh2"]
+class _KDiffusionTable:
+    """A ``model_sampling`` as ``itermix_kdiff.sigmas`` reads a discrete k-diffusion schedule."""
 
-
-class SchedulerHandler(NamedTuple):
-    handler: Callable[..., torch.Tensor]
-    use_ms: bool = True
-
-
-SCHEDULER_HANDLERS = {
-    "simple": SchedulerHandler(simple_scheduler),
-    "sgm_uniform": SchedulerHandler(partial(normal_scheduler, sgm=True)),
-    "karras": SchedulerHandler(k_diffusion_sampling.get_sigmas_karras, use_ms=False),
-    "exponential": SchedulerHandler(k_diffusion_sampling.get_sigmas_exponential, use_ms=False),
-    "ddim_uniform": SchedulerHandler(ddim_scheduler),
-    "beta": SchedulerHandler(beta_scheduler),
-    "normal": SchedulerHandler(normal_scheduler),
-    "linear_quadratic": SchedulerHandler(linear_quadratic_schedule),
-    "kl_optimal": SchedulerHandler(kl_optimal_scheduler, use_ms=False),
-}
-SCHEDULER_NAMES = list(SCHEDULER_HANDLERS)
+    def __init__(self, model_sampling):
+        self.sigmas = model_sampling.sigmas
+        self.sigma_to_t = model_sampling.timestep
+        self.t_to_sigma = model_sampling.sigma
 
 
 def calculate_sigmas(model_sampling, scheduler_name, steps):
-    handler = SCHEDULER_HANDLERS.get(scheduler_name)
-    if handler is None:
-        raise ValueError(f"error invalid scheduler {scheduler_name}")
-    if handler.use_ms:
-        return handler.handler(model_sampling, steps)
-    return handler.handler(n=steps, sigma_min=float(model_sampling.sigma_min), sigma_max=float(model_sampling.sigma_max))
+    """The ``steps``-step schedule ``scheduler_name`` on the table of ``model_sampling`` (see
+    the module docstring for how it is computed)."""
+    from itermix_kdiff.sigmas import get_sigmas
 
-
-def sampler_object(name):
-    if name == "ddim":
-        return ksampler("euler", inpaint_options={"random": True})
-    return ksampler(name)
+    if scheduler_name not in SCHEDULER_NAMES:
+        raise ValueError(f"unknown scheduler {scheduler_name!r}; ComfyUI's are {', '.join(SCHEDULER_NAMES)}")
+    return get_sigmas(_KDiffusionTable(model_sampling), scheduler_name, steps)
 
 
 class KSampler:
     SCHEDULERS = SCHEDULER_NAMES
     SAMPLERS = SAMPLER_NAMES
-    DISCARD_PENULTIMATE_SIGMA_SAMPLERS = set(('dpm_2', 'dpm_2_ancestral', 'uni_pc', 'uni_pc_bh2'))
+    #: samplers that make two model calls per step: ComfyUI computes one step more and drops
+    #: the last sigma but one
+    DISCARD_PENULTIMATE_SIGMA_SAMPLERS = {"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"}
 
     def __init__(self, model, steps, device, sampler=None, scheduler=None, denoise=None, model_options={}):
         self.model = model
         self.device = device
-        if scheduler not in self.SCHEDULERS:
-            scheduler = self.SCHEDULERS[0]
-        if sampler not in self.SAMPLERS:
-            sampler = self.SAMPLERS[0]
-        self.scheduler = scheduler
-        self.sampler = sampler
+        self.scheduler = scheduler if scheduler in self.SCHEDULERS else self.SCHEDULERS[0]
+        self.sampler = sampler if sampler in self.SAMPLERS else self.SAMPLERS[0]
         self.set_steps(steps, denoise)
         self.denoise = denoise
         self.model_options = model_options
 
     def calculate_sigmas(self, steps):
-        discard_penultimate_sigma = False
-        if self.sampler in self.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
-            steps += 1
-            discard_penultimate_sigma = True
-        sigmas = calculate_sigmas(self.model.get_model_object("model_sampling"), self.scheduler, steps)
-        if discard_penultimate_sigma:
-            sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
-        return sigmas
+        table = self.model.get_model_object("model_sampling")
+        if self.sampler not in self.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+            return calculate_sigmas(table, self.scheduler, steps)
+        longer = calculate_sigmas(table, self.scheduler, steps + 1)
+        kept = torch.ones(len(longer), dtype=torch.bool)
+        kept[-2] = False
+        return longer[kept]
 
     def set_steps(self, steps, denoise=None):
+        """``sigmas``: the whole ``steps``-step schedule; with ``denoise`` < 1 the last
+        ``steps + 1`` sigmas of the ``int(steps / denoise)``-step one; none for ``denoise`` 0."""
         self.steps = steps
-        if denoise is None or denoise > 0.9999:
-            self.sigmas = self.calculate_sigmas(steps).to(self.device)
-        else:
-            if denoise <= 0.0:
-                self.sigmas = torch.FloatTensor([])
-            else:
-                new_steps = int(steps / denoise)
-                sigmas = self.calculate_sigmas(new_steps).to(self.device)
-                self.sigmas = sigmas[-(steps + 1):]
+        full = denoise is None or denoise > 0.9999
+        if not full and denoise <= 0.0:
+            self.sigmas = torch.zeros(0)
+            return
+        total = steps if full else int(steps / denoise)
+        sigmas = self.calculate_sigmas(total).to(self.device)
+        self.sigmas = sigmas if full else sigmas[-(steps + 1):]
 
-    def sample(self, noise, positive, negative, cfg, latent_image=None, start_step=None, last_step=None, force_full_denoise=False, denoise_mask=None, sigmas=None, callback=None, disable_pbar=False, seed=None):
-        if sigmas is None:
-            sigmas = self.sigmas
-        if last_step is not None and last_step < (len(sigmas) - 1):
-            sigmas = sigmas[:last_step + 1]
-            if force_full_denoise:
-                sigmas[-1] = 0
-        if start_step is not None:
-            if start_step < (len(sigmas) - 1):
-                sigmas = sigmas[start_step:]
-            else:
-                return latent_image if latent_image is not None else torch.zeros_like(noise)
-        sampler = sampler_object(self.sampler)
-        return sample(self.model, noise, positive, negative, cfg, self.device, sampler, sigmas, self.model_options, latent_image=latent_image, denoise_mask=denoise_mask, callback=callback, disable_pbar=disable_pbar, seed=seed)
+    def sample(self, noise, positive, negative, cfg, latent_image=None, start_step=None, last_step=None,
+               force_full_denoise=False, denoise_mask=None, sigmas=None, callback=None, disable_pbar=False,
+               seed=None):
+        if start_step is not None or last_step is not None:
+            raise NotImplementedError("the stand-in's KSampler runs whole schedules (no start_step/last_step)")
+        sigmas = self.sigmas if sigmas is None else sigmas
+        return sample(self.model, noise, positive, negative, cfg, self.device, sampler_object(self.sampler), sigmas,
+                      self.model_options, latent_image=latent_image, denoise_mask=denoise_mask, callback=callback,
+                      disable_pbar=disable_pbar, seed=seed)
