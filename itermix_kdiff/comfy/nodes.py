@@ -52,18 +52,15 @@ def ksampler_sigmas(model: Any, sampler_name: str, scheduler: str, steps: int, d
     last ``steps + 1`` of ``int(steps / denoise)`` steps."""
     import comfy.samplers
 
-    view = ScheduleView(patcher_sampling(model))
-    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
-
-    def full(n: int) -> torch.Tensor:
-        sigmas = get_sigmas(view, scheduler, n + 1 if discard else n)
-        return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
-
-    if denoise > 0.9999:
-        return full(steps)
     if denoise <= 0.0:
         return torch.zeros(0)
-    return full(int(steps / denoise))[-(steps + 1):]
+    whole = denoise > 0.9999
+    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    n = steps if whole else int(steps / denoise)
+    sigmas = get_sigmas(ScheduleView(patcher_sampling(model)), scheduler, n + 1 if discard else n)
+    if discard:
+        sigmas = sigmas[torch.arange(len(sigmas)) != len(sigmas) - 2]
+    return sigmas if whole else sigmas[-(steps + 1):]
 
 
 def brownian_keywords(name: str, x: torch.Tensor, sigmas: torch.Tensor, seed: Optional[int]) -> Dict[str, Any]:
@@ -87,7 +84,7 @@ def sample_latent(model: Any, positive: Any, negative: Any, latent: Dict[str, An
 
     samples = latent["samples"] if samples is None else samples
     samples = comfy.sample.fix_empty_latent_channels(model, samples)
-    noise = torch.zeros(samples.shape, dtype=samples.dtype, layout=samples.layout, device="cpu")
+    noise = torch.zeros_like(samples, device="cpu")
     callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
     return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
                                       noise_mask=latent.get("noise_mask"), callback=callback,

@@ -13,6 +13,10 @@ noised with ``noise_scaling(sigmas[0], noise, latent_image)`` and ``extra_args``
   ``torch.Generator`` seeded with ``extra_args["seed"]`` (the same picture on any device, and
   whatever ran before); with ``rng="global"`` it is drawn from torch's global RNG exactly as
   the ComfyUI-Iterative-Mixer pack draws it;
+- the sampler's own noise (ancestral steps, LCM, churn) from a generator on the latent's device
+  seeded by one number drawn from that CPU generator (``rng="seed"``), or from the global RNG
+  (``rng="global"``); the SDE samplers' Brownian tree is seeded with ``extra_args["seed"]``,
+  ComfyUI's own default for them;
 - the denoise mask (inpainting) and the model's ``denoise_mask_function`` (differential
   diffusion) handled by the core (A4), not by ``KSamplerX0Inpaint``;
 - ComfyUI's callback (progress bar, latent previews) called every step.
@@ -92,7 +96,7 @@ class ScaledNoisedLatents:
         if not -len(self) <= k < len(self):
             raise IndexError(f"noised latent index {k} out of range for {len(self)} sigmas")
         k = k % len(self)
-        # a copy: noise_scaling may add to its noise in place, and shared noise is one tensor
+        # a copy: shared noise is one tensor, and model code may scale its noise in place
         eps = self.source.noise(k).to(self.x0.device, self.x0.dtype, copy=True)
         return self.model_sampling.noise_scaling(self.sigmas[k], eps, self.x0).to(self.x0.dtype)
 
