@@ -4,7 +4,8 @@ Builds a random-weight checkpoint that ComfyUI detects as SD1.5 (key names and s
 ComfyUI's own UNetModel, SDClipModel and AutoencoderKL built on the meta device, values from a
 seeded generator), starts that ComfyUI headless on 127.0.0.1 with a base directory of its own
 (``--base-directory``: the node pack linked into its custom_nodes, the checkpoint in its models),
-queues the shipped workflows with small sizes and reads the latents SaveLatent writes.
+queues the shipped workflows with small sizes and reads the latents SaveLatent writes. A second
+test compares the scheduler nodes' sigmas with ComfyUI's own ``calculate_sigmas`` and ``KSampler``.
 
 ``ITERMIX_COMFYUI_PYTHON`` is ComfyUI's Python (default: this one); ``itermix_kdiff`` is made
 importable there through ``PYTHONPATH``. With ``ITERMIX_SEED_PACK=/path/to/ComfyUI-Iterative-Mixer``
@@ -92,6 +93,71 @@ config = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model
 assert type(config).__name__ == "SD15", type(config).__name__
 save_file(sd, checkpoint)
 print(len(sd), "tensors")
+'''
+
+
+SCHEDULES = r'''
+"""The nodes' sigmas against ComfyUI's own, on SD's discrete table and the flow table (shift 3):
+IterativeMixingScheduler's (get_sigmas on a ScheduleView) against calculate_sigmas for every
+scheduler, 1 to 40, 50 and 100 steps, and the deprecated nodes' (ksampler_sigmas) against
+KSampler's. Prints the cases that differ, as JSON."""
+import json
+import sys
+sys.argv = sys.argv[:1] + ["--cpu"]
+import comfy.options
+comfy.options.enable_args_parsing()
+import torch
+import comfy.model_sampling
+import comfy.samplers
+from itermix_kdiff import get_sigmas
+from itermix_kdiff.comfy import ScheduleView, ksampler_sigmas
+
+
+class Discrete(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+    pass
+
+
+class Flow(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
+    pass
+
+
+class Model:
+    """What KSampler and ksampler_sigmas read of a MODEL."""
+
+    def __init__(self, model_sampling):
+        self.model_sampling = model_sampling
+
+    def get_model_object(self, name):
+        return getattr(self, name)
+
+
+def same(ours, theirs):
+    try:
+        return torch.equal(ours(), theirs())
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"[:100]
+
+
+flow = Flow()
+flow.set_parameters(shift=3.0)
+differ, cases = [], 0
+for family, table in (("discrete", Discrete()), ("flow", flow)):
+    for name in comfy.samplers.SCHEDULER_NAMES:
+        for steps in list(range(1, 41)) + [50, 100]:
+            cases += 1
+            result = same(lambda: get_sigmas(ScheduleView(table), name, steps),
+                          lambda: comfy.samplers.calculate_sigmas(table, name, steps))
+            if result is not True:
+                differ.append([family, name, steps, result])
+        for sampler in ("euler", "dpm_2"):
+            for steps, denoise in ((4, 1.0), (10, 1.0), (10, 0.6)):
+                cases += 1
+                result = same(lambda: ksampler_sigmas(Model(table), sampler, name, steps, denoise),
+                              lambda: comfy.samplers.KSampler(Model(table), steps, "cpu", sampler=sampler,
+                                                              scheduler=name, denoise=denoise).sigmas)
+                if result is not True:
+                    differ.append([family, name, steps, sampler, denoise, result])
+print(json.dumps({"cases": cases, "differ": differ}))
 '''
 
 
@@ -230,6 +296,19 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("checkpoint") / CHECKPOINT
     build_checkpoint(path)
     return path
+
+
+def test_schedules_equal_comfyuis():
+    """The scheduler nodes' sigmas are ComfyUI's, bit for bit, except where ComfyUI's kl_optimal
+    divides 0 by 0 (one step) and gives NaN."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([PYTHON, "-c", SCHEDULES], cwd=COMFY, capture_output=True, text=True, timeout=600,
+                            env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\n{report['cases']} cases; differing: {report['differ']}")
+    assert report["cases"] == 2 * 9 * 42 + 2 * 9 * 6
+    assert [case[:3] for case in report["differ"]] == [["discrete", "kl_optimal", 1], ["flow", "kl_optimal", 1]]
 
 
 def test_shipped_workflows_run_and_repeat_in_comfyui(tmp_path, checkpoint):
