@@ -1,12 +1,14 @@
-"""``modules.prompt_parser``: prompt schedules and the conditioning objects the CFG denoiser
-receives (docs/webui-api.md, "Conditioning").
+"""``modules.prompt_parser``: prompt schedules and the conditioning objects in the sampler's
+``extra_args`` (docs/webui-api.md, "Conditioning").
 
-The objects are the webui's types: ``ScheduledPromptConditioning`` is a namedtuple,
+The objects have the webui's types: ``ScheduledPromptConditioning`` is a namedtuple,
 ``ComposableScheduledPromptConditioning`` and ``MulticondLearnedConditioning`` are classes
-built from named arguments, ``DictWithShape`` is the dict SDXL's stacked conditioning comes
-in. The schedule parser reads the prompt-editing subset ``[from:to:when]`` and ``[to:when]``
-(not nested) and ``AND`` with an optional ``:weight``; the webui's grammar reads more
-(nesting, alternation, attention), which the shim never looks at."""
+with named constructor arguments, ``DictWithShape`` is the dict SDXL's stacked conditioning
+comes in. Of the prompt syntax the stand-in reads prompt editing, ``[from:to:when]`` and
+``[to:when]`` (not nested), and ``AND`` with an optional ``:weight``; alternation,
+attention and nesting are left to the webui. Prompts are expected to give conditionings
+of one token count (no padding).
+"""
 
 import re
 from collections import namedtuple
@@ -15,137 +17,152 @@ import torch
 
 ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
 
-_EDIT = re.compile(r"\[([^\[\]:]*):(?:([^\[\]:]*):)?\s*([0-9]*\.?[0-9]+)\s*\]")
+# One prompt edit; the groups are (from or None, to, when).
+_PROMPT_EDIT = re.compile(r"\[(?:([^\[\]:]*):)?([^\[\]:]*):\s*(\d*\.?\d+)\s*\]")
 _AND = re.compile(r"\bAND\b")
-_WEIGHT = re.compile(r"^(.*?)(?:\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+)))?\s*$", re.S)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
+
+
+def _last_step_of_first_text(when, steps, first_pass_steps, use_old_scheduling):
+    """The last step at which an edit still shows its first text. ``when`` is the edit's
+    number as written; ``first_pass_steps`` is None outside the hires pass."""
+    value = float(when)
+    if use_old_scheduling:  # the old rule: below 1 a fraction, else a step
+        return min(steps, int(value * steps if value < 1 else value))
+    is_fraction = "." in when
+    if first_pass_steps is not None:  # the hires pass goes on where the first pass ended
+        value -= 1.0 if is_fraction else first_pass_steps
+    return min(steps, int(value * steps if is_fraction else value))
+
+
+def _prompt_schedule(prompt, steps, first_pass_steps, use_old_scheduling):
+    pieces = _PROMPT_EDIT.split(prompt)  # text, from, to, when, text, from, to, when, ..., text
+    texts = pieces[0::4]
+    edits = [(before or "", after, _last_step_of_first_text(when, steps, first_pass_steps, use_old_scheduling))
+             for before, after, when in zip(pieces[1::4], pieces[2::4], pieces[3::4])]
+
+    def prompt_at(step):
+        chosen = [before if step <= last else after for before, after, last in edits]
+        return texts[0] + "".join(edit + text for edit, text in zip(chosen, texts[1:]))
+
+    switches = {last for _, _, last in edits if last >= 1}
+    return [[step, prompt_at(step)] for step in sorted(switches | {steps})]
 
 
 def get_learned_conditioning_prompt_schedules(prompts, base_steps, hires_steps=None, use_old_scheduling=False):
-    """For each prompt, ``[[end_at_step, text], ...]``: the text in use up to and including
-    that step. ``when`` with a decimal point is a fraction of the steps, else a step number;
-    in the hires pass (``hires_steps``) a fraction counts from 1.0 and a number from
-    ``base_steps``, so an edit the first pass already made stays made."""
-    if hires_steps is None or use_old_scheduling:
-        int_offset, flt_offset, steps = 0, 0.0, base_steps
-    else:
-        int_offset, flt_offset, steps = base_steps, 1.0, hires_steps
+    """Per prompt, ``[[end_at_step, text], ...]``: each text is in use up to and including
+    its step. A ``when`` with a decimal point is a fraction of the steps, else a step
+    number; in the hires pass (``hires_steps`` given) they count on from the first pass
+    (from 1.0, from ``base_steps``), so what the first pass switched stays switched."""
+    in_hires_pass = hires_steps is not None and not use_old_scheduling
+    steps = hires_steps if in_hires_pass else base_steps
+    first_pass_steps = base_steps if in_hires_pass else None
+    return [_prompt_schedule(prompt, steps, first_pass_steps, use_old_scheduling) for prompt in prompts]
 
-    def switch_step(text):
-        value = float(text)
-        if use_old_scheduling:
-            value = value * steps if value < 1 else value
-        elif "." in text:
-            value = (value - flt_offset) * steps
-        else:
-            value = value - int_offset
-        return min(steps, int(value))
 
-    def schedule(prompt):
-        edits = [(m, switch_step(m.group(3))) for m in _EDIT.finditer(prompt)]
-        ends = sorted({steps, *(when for _, when in edits if when >= 1)})
+def _one_row(conds, index):
+    if isinstance(conds, torch.Tensor):
+        return conds[index]
+    return {key: conds[key][index] for key in conds}  # SDXL: a dict of stacked tensors
 
-        def text_at(step):
-            def pick(m):
-                before, after = (m.group(1), m.group(2)) if m.group(2) is not None else ("", m.group(1))
-                return before if step <= switch_step(m.group(3)) else after
-            return _EDIT.sub(pick, prompt)
 
-        return [[end, text_at(end)] for end in ends]
-
-    cache = {prompt: schedule(prompt) for prompt in set(prompts)}
-    return [cache[prompt] for prompt in prompts]
+def _learned_schedule(model, schedule):
+    conds = model.get_learned_conditioning([text for _, text in schedule])
+    return [ScheduledPromptConditioning(end_at_step, _one_row(conds, i)) for i, (end_at_step, _) in enumerate(schedule)]
 
 
 def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
-    """One list of ``ScheduledPromptConditioning`` per prompt; ``cond`` is the model's
-    ``get_learned_conditioning`` row for the text in use: a ``(tokens, dim)`` tensor, or for
-    SDXL a dict of tensors (``crossattn``, ``vector``)."""
-    schedules = get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps, use_old_scheduling)
-    cache, result = {}, []
-    for prompt, schedule in zip(prompts, schedules):
-        if prompt not in cache:
-            conds = model.get_learned_conditioning([text for _, text in schedule])
-            rows = []
-            for i, (end_at_step, _) in enumerate(schedule):
-                cond = {k: v[i] for k, v in conds.items()} if isinstance(conds, dict) else conds[i]
-                rows.append(ScheduledPromptConditioning(end_at_step, cond))
-            cache[prompt] = rows
-        result.append(cache[prompt])
-    return result
+    """Per prompt, its schedule as ``ScheduledPromptConditioning(end_at_step, cond)``, with
+    ``cond`` the model's ``get_learned_conditioning`` row of that text. Equal prompts share
+    one list, learned once."""
+    distinct = list(dict.fromkeys(prompts))
+    schedules = get_learned_conditioning_prompt_schedules(distinct, steps, hires_steps, use_old_scheduling)
+    learned = {prompt: _learned_schedule(model, schedule) for prompt, schedule in zip(distinct, schedules)}
+    return [learned[prompt] for prompt in prompts]
+
+
+def _text_and_weight(subprompt):
+    """``"text:1.5"`` -> ``("text", 1.5)``; no trailing number -> weight 1. Whitespace
+    before the colon and at the end is not part of the text."""
+    head, colon, tail = subprompt.rpartition(":")
+    if colon and _NUMBER.fullmatch(tail.strip()):
+        return head.rstrip(), float(tail)
+    return subprompt.rstrip(), 1.0
 
 
 def get_multicond_prompt_list(prompts):
-    """``(indexes, flat prompts, index of each flat prompt)``: each prompt split on ``AND``
-    into ``(index into the flat list, weight)`` pairs, equal sub-prompts sharing an index."""
-    indexes, flat, index_of = [], [], {}
+    """``(per prompt, its sub-prompts as (index into the flat list, weight); the flat list
+    of distinct sub-prompt texts; text -> index)``; sub-prompts are split at ``AND``."""
+    index_of, per_prompt = {}, []
     for prompt in prompts:
         parts = []
-        for part in _AND.split(prompt):
-            text, weight = _WEIGHT.match(part).groups()
-            if text not in index_of:
-                index_of[text] = len(flat)
-                flat.append(text)
-            parts.append((index_of[text], 1.0 if weight is None else float(weight)))
-        indexes.append(parts)
-    return indexes, flat, index_of
+        for subprompt in _AND.split(prompt):
+            text, weight = _text_and_weight(subprompt)
+            parts.append((index_of.setdefault(text, len(index_of)), weight))
+        per_prompt.append(parts)
+    return per_prompt, list(index_of), index_of
 
 
 class ComposableScheduledPromptConditioning:
     def __init__(self, schedules, weight=1.0):
-        self.schedules = schedules  # list of ScheduledPromptConditioning
+        self.schedules = schedules  # a list of ScheduledPromptConditioning
         self.weight = weight
 
 
 class MulticondLearnedConditioning:
     def __init__(self, shape, batch):
         self.shape = shape  # (number of prompts,)
-        self.batch = batch  # per image: list of ComposableScheduledPromptConditioning
+        self.batch = batch  # per image, one ComposableScheduledPromptConditioning per sub-prompt
 
 
 def get_multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
-    indexes, flat, _ = get_multicond_prompt_list(prompts)
-    learned = get_learned_conditioning(model, flat, steps, hires_steps, use_old_scheduling)
-    batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in parts] for parts in indexes]
-    return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)
+    per_prompt, texts, _ = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(model, texts, steps, hires_steps, use_old_scheduling)
+
+    def composed(parts):
+        return [ComposableScheduledPromptConditioning(learned[index], weight) for index, weight in parts]
+
+    return MulticondLearnedConditioning(shape=(len(prompts),), batch=[composed(parts) for parts in per_prompt])
 
 
 class DictWithShape(dict):
+    """SDXL's stacked conditioning: a dict whose ``shape`` is that of its cross-attention
+    tensor, so code written for tensors can ask for it."""
+
     def __init__(self, x, shape=None):
-        super().__init__()
-        self.update(x)
+        super().__init__(x)
 
     @property
     def shape(self):
         return self["crossattn"].shape
 
-    def advanced_indexing(self, item):
-        return DictWithShape({k: v[item] for k, v in self.items() if isinstance(v, torch.Tensor)})
 
-
-def _index_at(schedules, current_step):
-    # The first entry still in force at this step; past the last one, the first.
-    return next((i for i, entry in enumerate(schedules) if current_step <= entry.end_at_step), 0)
+def _in_force(schedule, step):
+    """The conditioning of ``schedule`` at ``step``: the first entry not yet ended (past
+    the last, the first)."""
+    for entry in schedule:
+        if step <= entry.end_at_step:
+            return entry.cond
+    return schedule[0].cond
 
 
 def _stack(conds):
-    if isinstance(conds[0], dict):
-        return DictWithShape({k: torch.stack([c[k] for c in conds]) for k in conds[0]})
-    return torch.stack(conds)
+    if isinstance(conds[0], torch.Tensor):
+        return torch.stack(conds)
+    return DictWithShape({key: torch.stack([cond[key] for cond in conds]) for key in conds[0]})
 
 
 def reconstruct_cond_batch(c, current_step):
-    """The negative prompt's conditioning at ``current_step``: one row per image, stacked."""
-    return _stack([schedules[_index_at(schedules, current_step)].cond for schedules in c])
+    """The negative prompts at ``current_step``, one row per image."""
+    return _stack([_in_force(schedule, current_step) for schedule in c])
 
 
 def reconstruct_multicond_batch(c, current_step):
-    """``(conds_list, stacked)``: the rows of every image's sub-prompts at ``current_step``,
-    stacked, and per image the ``(row, weight)`` of each of its sub-prompts."""
+    """``(conds_list, stacked)``: every image's sub-prompts at ``current_step`` stacked in
+    order, and per image the ``(row in stacked, weight)`` of each of its sub-prompts."""
     rows, conds_list = [], []
     for composables in c.batch:
-        parts = []
-        for composable in composables:
-            parts.append((len(rows), composable.weight))
-            rows.append(composable.schedules[_index_at(composable.schedules, current_step)].cond)
-        conds_list.append(parts)
+        first = len(rows)
+        rows.extend(_in_force(composable.schedules, current_step) for composable in composables)
+        conds_list.append([(first + j, composable.weight) for j, composable in enumerate(composables)])
     return conds_list, _stack(rows)

@@ -1,4 +1,4 @@
-"""``modules.sd_samplers_common``: ``SamplerData``, the interrupt exception, img2img steps,
+"""``modules.sd_samplers_common``: ``SamplerData``, the interrupt, the img2img step count,
 ``TorchHijack`` and the ``Sampler`` base class (docs/webui-api.md, "Registration", "The
 sampler call", "Noise and seeds")."""
 
@@ -15,132 +15,115 @@ SamplerDataTuple = namedtuple("SamplerData", ["name", "constructor", "aliases", 
 
 class SamplerData(SamplerDataTuple):
     def total_steps(self, steps):
-        # options must be a dict: .get on None fails here as in the webui's API listing.
-        if self.options.get("second_order", False):
-            steps = steps * 2
-        return steps
+        """How many model calls ``steps`` steps take: twice as many for a second-order
+        sampler. ``options`` must be a dict (the webui's API listing fails on None too)."""
+        return 2 * steps if self.options.get("second_order", False) else steps
 
 
 class InterruptedException(BaseException):
-    pass
+    """Raised inside sampling to stop the job; a BaseException, so ``except Exception``
+    in a sampler lets it through to ``launch_sampling``."""
 
 
 def setup_img2img_steps(p, steps=None):
-    """``(steps, t_enc)``: the full schedule length and how many of its steps the
-    denoising strength runs; the sampler then uses ``sigmas[steps - t_enc - 1:]``."""
-    if shared.opts.img2img_fix_steps or steps is not None:
-        requested = steps or p.steps
-        steps = int(requested / min(p.denoising_strength, 0.999)) if p.denoising_strength > 0 else 0
-        return steps, requested - 1
-    return p.steps, int(min(p.denoising_strength, 0.999) * p.steps)
+    """``(steps, t_enc)``: the length of the schedule and the number of its steps that
+    the denoising strength leaves to run (the sampler runs ``sigmas[steps - t_enc - 1:]``).
+    Given ``steps`` (the hires pass) or with ``opts.img2img_fix_steps``, the requested
+    count is what runs and the schedule grows to fit."""
+    strength = min(p.denoising_strength, 0.999)
+    if steps is None and not shared.opts.img2img_fix_steps:
+        return p.steps, int(strength * p.steps)
+    requested = steps or p.steps
+    schedule_length = int(requested / strength) if p.denoising_strength > 0 else 0
+    return schedule_length, requested - 1
 
 
 def store_latent(decoded):
+    """The live preview's latent (the stand-in keeps it and draws nothing)."""
     shared.state.current_latent = decoded
 
 
-def apply_refiner(cfg_denoiser, x):
-    """Whether the refiner model took over (it reloads the model and the conditioning); the
-    stand-in has no refiner."""
-    return False
-
-
 def is_sampler_using_eta_noise_seed_delta(p):
-    """Whether the infotext records ENSD: the first-pass sampler has ``uses_ensd`` and its
-    eta is not 0."""
-    from modules import sd_samplers
+    """Whether the infotext records ENSD: the job's sampler is marked ``uses_ensd`` and
+    runs with an eta other than 0 (the job's, else the sampler's, else 1)."""
+    from modules import sd_samplers  # imports this module
 
     config = sd_samplers.find_sampler_config(p.sampler_name)
-    eta = p.eta
-    if eta is None and p.sampler is not None:
-        eta = p.sampler.eta
-    if eta is None and config is not None:
-        eta = 0 if config.options.get("default_eta_is_0", False) else 1.0
-    if eta == 0:
+    if not config.options.get("uses_ensd", False):
         return False
-    return config.options.get("uses_ensd", False)
+    etas = [eta for eta in (p.eta, getattr(p.sampler, "eta", None)) if eta is not None]
+    return (etas[0] if etas else 1.0) != 0
 
 
 class TorchHijack:
-    """Replaces ``k_diffusion.sampling.torch``: ``randn_like`` inside k_diffusion.sampling
-    is the job's next per-image draw ``p.rng.next()``, whatever its argument; everything
-    else is torch."""
+    """Put in place of the name ``torch`` inside ``k_diffusion.sampling``: there
+    ``torch.randn_like(x)`` becomes the job's next per-image draw ``p.rng.next()`` (the
+    shape of ``x`` does not matter), while every other name is torch's own."""
 
     def __init__(self, p):
         self.rng = p.rng
 
-    def __getattr__(self, item):
-        if item == "randn_like":
-            return self.randn_like
-        return getattr(torch, item)
-
     def randn_like(self, x):
         return self.rng.next()
+
+    def __getattr__(self, name):
+        # Only called for names the class itself lacks.
+        return getattr(torch, name)
 
 
 class Sampler:
     def __init__(self, funcname):
-        self.funcname = funcname
         self.func = funcname
-        self.extra_params = []
-        self.sampler_noises = None
-        self.stop_at = None
-        self.eta = None
-        self.config = None  # set by sd_samplers.create_sampler
-        self.last_latent = None
-        self.s_min_uncond = None
-        self.eta_option_field = "eta_ancestral"
-        self.eta_default = 1.0
-        self.p = None
+        self.extra_params = []  # the churn keywords this function is given (by its name)
+        self.config = None  # the SamplerData; sd_samplers.create_sampler sets it
         self.model_wrap_cfg = None
         self.sampler_extra_args = None
-        self.options = {}
-        self.steps_reported = []  # stand-in only: every callback's ``i``, for the tests
+        self.eta = None
+        self.s_min_uncond = None
+        self.last_latent = None
+        self.steps_reported = []  # stand-in only: the ``i`` of every callback, for the tests
 
     def callback_state(self, d):
-        step = d["i"]
-        if self.stop_at is not None and step > self.stop_at:
-            raise InterruptedException
-        shared.state.sampling_step = step
-        self.steps_reported.append(step)
+        self.steps_reported.append(d["i"])
+        shared.state.sampling_step = d["i"]
 
     def launch_sampling(self, steps, func):
+        """Run ``func`` (the sampling) for ``steps`` steps; an interrupt ends it with the
+        last latent the CFG denoiser saw."""
         self.model_wrap_cfg.steps = steps
         self.model_wrap_cfg.total_steps = self.config.total_steps(steps)
-        shared.state.sampling_steps = steps
-        shared.state.sampling_step = 0
+        shared.state.sampling_step, shared.state.sampling_steps = 0, steps
         try:
             return func()
         except InterruptedException:
             return self.last_latent
 
     def initialize(self, p):
-        """Hand ``p`` to the CFG denoiser, hijack k-diffusion's ``torch``, and collect the
-        keywords the function's signature asks for (churn from ``sampler_extra_params``,
-        which is keyed by function name, and ``eta``)."""
-        self.p = p
-        self.model_wrap_cfg.p = p
-        self.model_wrap_cfg.mask = getattr(p, "mask", None)
-        self.model_wrap_cfg.nmask = getattr(p, "nmask", None)
-        self.model_wrap_cfg.step = 0
-        self.model_wrap_cfg.image_cfg_scale = getattr(p, "image_cfg_scale", None)
-        self.eta = p.eta if p.eta is not None else getattr(shared.opts, self.eta_option_field, 0.0)
+        """Hand the job to the CFG denoiser, put :class:`TorchHijack` in k-diffusion, and
+        return the keywords the function's signature asks for: the churn keywords of
+        ``extra_params`` (read from ``p``) and ``eta`` (recorded when not 1)."""
+        cfg = self.model_wrap_cfg
+        cfg.p, cfg.step = p, 0
+        cfg.mask, cfg.nmask = getattr(p, "mask", None), getattr(p, "nmask", None)
+        cfg.image_cfg_scale = getattr(p, "image_cfg_scale", None)
+        self.eta = shared.opts.eta_ancestral if p.eta is None else p.eta
         self.s_min_uncond = getattr(p, "s_min_uncond", 0.0)
         k_diffusion.sampling.torch = TorchHijack(p)
 
-        parameters = inspect.signature(self.func).parameters
-        kwargs = {name: getattr(p, name) for name in self.extra_params if hasattr(p, name) and name in parameters}
-        if "eta" in parameters:
-            if self.eta != self.eta_default:
+        accepted = inspect.signature(self.func).parameters
+        keywords = {name: getattr(p, name) for name in self.extra_params if name in accepted and hasattr(p, name)}
+        if "eta" in accepted:
+            keywords["eta"] = self.eta
+            if self.eta != 1.0:
                 p.extra_generation_params["Eta"] = self.eta
-            kwargs["eta"] = self.eta
-        return kwargs
+        return keywords
 
     def create_noise_sampler(self, x, sigmas, p):
-        """The Brownian noise of ``brownian_noise`` samplers: one tree per image of this
-        batch, seeded with the image's seed."""
+        """The noise of a ``brownian_noise`` sampler: a Brownian tree per image of this
+        batch, each seeded with its image's seed, over the nonzero sigmas."""
         if shared.opts.no_dpmpp_sde_batch_determinism:
             return None
-        sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
-        seeds = p.all_seeds[p.iteration * p.batch_size:(p.iteration + 1) * p.batch_size]
-        return k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=seeds)
+        first = p.iteration * p.batch_size
+        positive = sigmas[sigmas > 0]
+        return k_diffusion.sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(),
+                                                             seed=p.all_seeds[first:first + p.batch_size])
