@@ -1,7 +1,7 @@
-"""``modules.devices``: where the webui puts tensors (docs/webui-api.md, "Noise and seeds");
-the stand-in runs on the CPU."""
+"""``modules.devices``: the devices the webui puts tensors on (docs/webui-api.md, "Noise and
+seeds"). The stand-in has only the CPU."""
 
 import torch
 
 cpu = torch.device("cpu")
-device = cpu
+device = cpu  # the webui's compute device

@@ -1,7 +1,8 @@
-"""``modules.sd_schedulers``: the schedule dropdown's entries (docs/webui-api.md, "Schedules").
+"""``modules.sd_schedulers``: the scheduler dropdown's entries (docs/webui-api.md, "Schedules").
 
-The schedulers the sampler options name (``karras``, ``exponential``) and the model's own
-``uniform``; ``automatic`` has no function (the sampler's ``options["scheduler"]`` decides)."""
+Only those the samplers' ``options["scheduler"]`` name, plus "Automatic", which has no
+function: it defers to the sampler's option, and without one to the model's own schedule.
+"""
 
 import dataclasses
 from typing import Any
@@ -19,16 +20,11 @@ class Scheduler:
     aliases: list = None
 
 
-def uniform(n, sigma_min, sigma_max, inner_model, device):
-    return inner_model.get_sigmas(n).to(device)
-
-
 schedulers = [
     Scheduler("automatic", "Automatic", None),
-    Scheduler("uniform", "Uniform", uniform, need_inner_model=True),
     Scheduler("karras", "Karras", k_diffusion.sampling.get_sigmas_karras, default_rho=7.0),
     Scheduler("exponential", "Exponential", k_diffusion.sampling.get_sigmas_exponential),
-    Scheduler("polyexponential", "Polyexponential", k_diffusion.sampling.get_sigmas_polyexponential, default_rho=1.0),
 ]
 
-schedulers_map = {**{x.name: x for x in schedulers}, **{x.label: x for x in schedulers}}
+# Looked up by name (the options) and by label (the UI, p.scheduler).
+schedulers_map = {key: scheduler for scheduler in schedulers for key in (scheduler.name, scheduler.label)}
