@@ -1,83 +1,76 @@
-"""``modules.script_callbacks``: the CFG denoiser's callbacks and their parameter objects
-(docs/webui-api.md, "Script callbacks"). Extensions such as ControlNet register with
-``on_cfg_denoiser`` and may replace the fields of the object they are handed."""
+"""``modules.script_callbacks``: the CFG denoiser's three callbacks and the objects they are
+handed (docs/webui-api.md, "Script callbacks").
 
-from collections import namedtuple
+Extensions (ControlNet among them) register with ``on_cfg_denoiser`` and friends; a
+callback may replace the attributes of the object it receives, and the CFG denoiser reads
+them back. Unlike the webui, which logs a failing callback and carries on, the stand-in
+lets the exception through so that a test sees it.
+"""
 
 
 class CFGDenoiserParams:
-    """Handed to ``cfg_denoiser_callback`` before the model runs. A1111: ``x``, ``image_cond``
-    and ``sigma`` are the doubled batch (prompt rows, then the negative rows), ``text_cond``
-    the stacked prompt tensor and ``text_uncond`` the stacked negative one; Forge: ``x``,
-    ``image_cond`` and ``sigma`` as the sampler gave them."""
+    """Before the model call. A1111: ``x``, ``image_cond`` and ``sigma`` hold the prompt
+    rows then the negative rows, ``text_cond``/``text_uncond`` the stacked prompt and
+    negative conditioning. Forge: ``x``, ``image_cond`` and ``sigma`` as the sampler gave them."""
 
     def __init__(self, x, image_cond, sigma, sampling_step, total_sampling_steps, text_cond, text_uncond,
                  denoiser=None):
-        self.x = x
-        self.image_cond = image_cond
-        self.sigma = sigma
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
-        self.text_cond = text_cond
-        self.text_uncond = text_uncond
+        self.x, self.image_cond, self.sigma = x, image_cond, sigma
+        self.sampling_step, self.total_sampling_steps = sampling_step, total_sampling_steps
+        self.text_cond, self.text_uncond = text_cond, text_uncond
         self.denoiser = denoiser
 
 
 class CFGDenoisedParams:
-    """Handed to ``cfg_denoised_callback`` (A1111) with the model's output for every row."""
+    """After the model call (A1111): ``x`` is the model's result for every row."""
 
     def __init__(self, x, sampling_step, total_sampling_steps, inner_model):
         self.x = x
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
+        self.sampling_step, self.total_sampling_steps = sampling_step, total_sampling_steps
         self.inner_model = inner_model
 
 
 class AfterCFGCallbackParams:
-    """Handed to ``cfg_after_cfg_callback`` with the guided result; ``x`` may be replaced."""
+    """After guidance: ``x`` is the guided result, and what the CFG denoiser returns."""
 
     def __init__(self, x, sampling_step, total_sampling_steps):
         self.x = x
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
+        self.sampling_step, self.total_sampling_steps = sampling_step, total_sampling_steps
 
 
-ScriptCallback = namedtuple("ScriptCallback", ["script", "callback", "name"])
+# event -> [(name, callback)], in registration order
+_registered = {"cfg_denoiser": [], "cfg_denoised": [], "cfg_after_cfg": []}
 
-callback_map = {"callbacks_cfg_denoiser": [], "callbacks_cfg_denoised": [], "callbacks_cfg_after_cfg": []}
 
-
-def add_callback(callbacks, fun, *, name=None):
-    callbacks.append(ScriptCallback(None, fun, name))
+def _run(event, params):
+    for _, callback in list(_registered[event]):
+        callback(params)
 
 
 def on_cfg_denoiser(callback, *, name=None):
-    add_callback(callback_map["callbacks_cfg_denoiser"], callback, name=name)
+    _registered["cfg_denoiser"].append((name, callback))
 
 
 def on_cfg_denoised(callback, *, name=None):
-    add_callback(callback_map["callbacks_cfg_denoised"], callback, name=name)
+    _registered["cfg_denoised"].append((name, callback))
 
 
 def on_cfg_after_cfg(callback, *, name=None):
-    add_callback(callback_map["callbacks_cfg_after_cfg"], callback, name=name)
-
-
-def clear_callbacks():
-    for callbacks in callback_map.values():
-        callbacks.clear()
+    _registered["cfg_after_cfg"].append((name, callback))
 
 
 def cfg_denoiser_callback(params):
-    for c in callback_map["callbacks_cfg_denoiser"]:
-        c.callback(params)
+    _run("cfg_denoiser", params)
 
 
 def cfg_denoised_callback(params):
-    for c in callback_map["callbacks_cfg_denoised"]:
-        c.callback(params)
+    _run("cfg_denoised", params)
 
 
 def cfg_after_cfg_callback(params):
-    for c in callback_map["callbacks_cfg_after_cfg"]:
-        c.callback(params)
+    _run("cfg_after_cfg", params)
+
+
+def clear_callbacks():
+    for registered in _registered.values():
+        registered.clear()
