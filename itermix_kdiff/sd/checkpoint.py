@@ -43,16 +43,17 @@ def read_header(path: PathLike) -> Dict[str, dict]:
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     with open(path, "rb") as f:
         head = f.read(8)
+        size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        text = f.read(size) if 2 <= size <= path.stat().st_size - 8 else b""
+    try:
+        header = json.loads(text) if text[:1] == b"{" else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict):
         if head[:2] == b"PK" or head[:1] == b"\x80":
             raise ValueError(f"{path} is a pickle checkpoint (a zip or pickle stream); pickles can run code "
                              f"when loaded, so only .safetensors files are read: convert it to safetensors first")
-        size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        if not 2 <= size <= path.stat().st_size - 8:
-            raise ValueError(f"{path} is not a safetensors file (no valid header)")
-        try:
-            header = json.loads(f.read(size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
+        raise ValueError(f"{path} is not a safetensors file (no valid header)")
     header.pop("__metadata__", None)
     return header
 

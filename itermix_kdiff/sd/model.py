@@ -75,10 +75,12 @@ def empty_models(config: PathLike, family: str) -> Dict[str, torch.nn.Module]:
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.initialization import no_init_weights
 
     config = Path(config)
     models: Dict[str, torch.nn.Module] = {}
-    with init_empty_weights():
+    # no_init_weights: transformers would otherwise run its initialisers on the meta tensors (slow)
+    with init_empty_weights(), no_init_weights():
         models["unet"] = UNet2DConditionModel.from_config(_read_json(config / "unet" / "config.json"))
         models["vae"] = AutoencoderKL.from_config(_read_json(config / "vae" / "config.json"))
         for name in components_of(family)[2:]:
