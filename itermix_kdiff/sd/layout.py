@@ -281,7 +281,7 @@ def from_original(plan: Plan, tensors: Mapping[str, torch.Tensor], shapes: Mappi
         elif how == "conv":
             parts = (t.reshape(shapes[keys[0]]),) if t.numel() == shapes[keys[0]].numel() else ()
         elif how == "transpose":
-            parts = (t.t(),) if t.ndim == 2 else ()
+            parts = (t.t().contiguous(),) if t.ndim == 2 else ()
         else:
             parts = (t,)
         if len(parts) != len(keys) or any(p.shape != shapes[k] for p, k in zip(parts, keys)):

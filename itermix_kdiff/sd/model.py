@@ -308,9 +308,10 @@ class StableDiffusion:
         posterior's mode, or with ``sample`` a draw from ``generator``."""
         return vae_encode(self.vae, images, sample, generator)
 
-    def decode(self, latents: torch.Tensor, tile_size: Optional[int] = None, tile_overlap: int = 64) -> torch.Tensor:
-        """Images (float32 in [-1, 1]) of ``latents``; ``tile_size`` (pixels) decodes in
-        overlapping tiles to bound memory."""
+    def decode(self, latents: torch.Tensor, tile_size: Optional[int] = None,
+               tile_overlap: Optional[int] = None) -> torch.Tensor:
+        """Images (float32 in [-1, 1]) of ``latents``; ``tile_size`` (pixels) decodes in tiles
+        overlapping by ``tile_overlap`` (default a quarter tile) to bound memory."""
         return vae_decode(self.vae, latents, tile_size, tile_overlap)
 
     def get_sigmas(self, name: str = "karras", n: int = 20, denoise: float = 1.0) -> torch.Tensor:

@@ -54,27 +54,33 @@ def _starts(length: int, tile: int, stride: int) -> List[int]:
 
 
 @torch.no_grad()
-def decode(vae, latents: torch.Tensor, tile_size: Optional[int] = None, tile_overlap: int = 64) -> torch.Tensor:
+def decode(vae, latents: torch.Tensor, tile_size: Optional[int] = None,
+           tile_overlap: Optional[int] = None) -> torch.Tensor:
     """Images (B, 3, 8h, 8w), float32 in [-1, 1], of ``latents`` (B, 4, h, w).
 
     ``tile_size`` (pixels, a multiple of 8): decode tiles of that size overlapping by
-    ``tile_overlap`` pixels; None decodes the whole latent at once."""
+    ``tile_overlap`` pixels (default a quarter of the tile); None decodes the whole latent at
+    once."""
     channels = vae.config.latent_channels
     if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or latents.shape[1] != channels \
             or not latents.is_floating_point():
         raise TypeError(f"latents must be a floating-point tensor (B, {channels}, h, w)")
     _check_finite("latents", latents)
     z = (latents / vae.config.scaling_factor).to(vae.device, vae.dtype)
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
     if tile_size is None:
         return vae.decode(z).sample.float().clamp(-1, 1)
-    scale = 2 ** (len(vae.config.block_out_channels) - 1)
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < scale or tile_size % scale:
         raise ValueError(f"tile_size must be a positive multiple of {scale} pixels, got {tile_size!r}")
+    if tile_overlap is None:
+        tile_overlap = tile_size // 4 // scale * scale
     if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile_size \
             or tile_overlap % scale:
         raise ValueError(f"tile_overlap must be a multiple of {scale} in [0, tile_size), got {tile_overlap!r}")
     tile, stride = tile_size // scale, (tile_size - tile_overlap) // scale
     b, _, h, w = z.shape
+    if h <= tile and w <= tile:
+        return vae.decode(z).sample.float().clamp(-1, 1)
     out = torch.zeros(b, 3, h * scale, w * scale, device=z.device)
     weight = torch.zeros(1, 1, h * scale, w * scale, device=z.device)
     for top in _starts(h, tile, stride):
