@@ -108,3 +108,14 @@ def test_flops_of_one_guided_step(real_models):
     with counter, torch.no_grad():
         vae.decode(x[:1])
     assert round(counter.get_total_flops() / 1e12, 2) == 2.51
+
+
+def test_importing_the_subpackage_imports_only_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, itermix_kdiff, itermix_kdiff.sd; "
+            "heavy = [m for m in ('diffusers', 'transformers', 'open_clip', 'accelerate', 'k_diffusion', "
+            "'safetensors') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
