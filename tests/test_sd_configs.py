@@ -16,7 +16,8 @@ COUNTS = {
     "sd21-base": (865.91, 83.65, (340.39,)),
     "sdxl-base": (2567.46, 83.65, (123.06, 694.66)),
 }
-FOLDERS = {name: key for key, name in CONFIGS.items()}
+FOLDERS = {"sd15": ("sd1", "epsilon"), "sd21-v": ("sd2", "v_prediction"), "sd21-base": ("sd2", "epsilon"),
+           "sdxl-base": ("sdxl", "epsilon")}
 
 
 def _millions(model):
@@ -33,7 +34,7 @@ def real_models():
 def test_shipped_folders_are_small_package_data():
     from pathlib import Path
 
-    assert set(FOLDERS) == set(COUNTS)
+    assert set(FOLDERS) == set(COUNTS) == set(CONFIGS.values())
     for name in FOLDERS:
         folder = shipped_config(*FOLDERS[name])
         files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -41,8 +42,9 @@ def test_shipped_folders_are_small_package_data():
         assert all(p.suffix == ".json" for p in files)
         assert json.loads((folder / "model_index.json").read_text())["_class_name"].startswith("StableDiffusion")
     assert Path(shipped_config("sd1")).name == "sd15"
+    assert Path(shipped_config("sdxl", "v_prediction")).name == "sdxl-base"
     with pytest.raises(ValueError, match="no shipped config"):
-        shipped_config("sdxl", "v_prediction")
+        shipped_config("sd3")
 
 
 def test_real_parameter_counts(real_models):

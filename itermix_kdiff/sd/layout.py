@@ -24,7 +24,7 @@ and every shape. A name the plan does not know raises: nothing is mapped by gues
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
 import torch
 
@@ -325,8 +325,3 @@ def component_prefix(family: str, component: str) -> str:
         raise ValueError(f"family {family!r} has no component {component!r}; it has "
                          f"{', '.join(PREFIXES[family])}")
     return PREFIXES[family][component]
-
-
-def optional_position_ids(layout: str) -> Optional[str]:
-    """CLIP-L files carry ``text_model.embeddings.position_ids`` (a buffer the model rebuilds)."""
-    return "text_model.embeddings.position_ids" if layout == "clip" else None

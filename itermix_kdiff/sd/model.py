@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
 from . import checkpoint, layout
 from .denoiser import make_denoiser
 from .text import Prompts, encode_prompts
+from .tokenizer import as_prompts
 from .vae import decode as vae_decode
 from .vae import encode as vae_encode
 
@@ -31,12 +32,16 @@ PathLike = Union[str, os.PathLike]
 
 CONFIG_ROOT = Path(__file__).with_name("configs")
 
-#: the shipped config folder for each (family, prediction type)
+#: the shipped config folder for each (family, prediction type). SD 2.x comes in two shapes
+#: (768-v, 512-base); SD 1.x and SDXL have one, and a v-prediction fine-tune of them runs with
+#: its prediction type overriding the folder's scheduler
 CONFIGS: Dict[Tuple[str, str], str] = {
     ("sd1", "epsilon"): "sd15",
+    ("sd1", "v_prediction"): "sd15",
     ("sd2", "v_prediction"): "sd21-v",
     ("sd2", "epsilon"): "sd21-base",
     ("sdxl", "epsilon"): "sdxl-base",
+    ("sdxl", "v_prediction"): "sdxl-base",
 }
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -282,8 +287,9 @@ class StableDiffusion:
         if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not cfg_scale == cfg_scale \
                 or abs(cfg_scale) == float("inf"):
             raise ValueError(f"cfg_scale must be a finite number, got {cfg_scale!r}")
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+        prompts = as_prompts(prompt, "prompt")
+        negatives = ([negative_prompt] * len(prompts) if isinstance(negative_prompt, str)
+                     else as_prompts(negative_prompt, "negative_prompt"))
         if len(negatives) != len(prompts):
             raise ValueError(f"negative_prompt must be a string or one per prompt: got {len(negatives)} "
                              f"for {len(prompts)} prompts")

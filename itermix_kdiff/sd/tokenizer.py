@@ -50,14 +50,15 @@ def tokenize(prompts: Union[str, Sequence[str]], pad_id: int = END_TOKEN,
              bpe_path: Optional[str] = None) -> torch.Tensor:
     """Token ids ``(len(prompts), 77)``: start token, the prompt's BPE tokens (at most 75), end
     token, then ``pad_id`` (:data:`PAD_IDS`) in every later position."""
-    prompts = _as_prompts(prompts, "prompts")
+    prompts = as_prompts(prompts, "prompts")
     ids = load_tokenizer(bpe_path)(prompts, context_length=CONTEXT_LENGTH)
     end = (ids == END_TOKEN).int().argmax(dim=1)
     after_end = torch.arange(CONTEXT_LENGTH)[None] > end[:, None]
     return ids.masked_fill(after_end, pad_id)
 
 
-def _as_prompts(prompts: Union[str, Sequence[str]], name: str) -> List[str]:
+def as_prompts(prompts: Union[str, Sequence[str]], name: str) -> List[str]:
+    """``prompts`` as a list of strings, or a TypeError naming the argument ``name``."""
     if isinstance(prompts, str):
         return [prompts]
     if isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts):
