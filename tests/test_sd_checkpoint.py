@@ -128,7 +128,8 @@ def test_diffusers_folder(tmp_path):
 
     tiny = tiny_checkpoint("sd1")
     pipe = StableDiffusionPipeline(**{k: tiny.models[k] for k in ("unet", "vae", "text_encoder")},
-                                   tokenizer=clip_tokenizer(), scheduler=EulerDiscreteScheduler(**tiny.scheduler_config),
+                                   tokenizer=clip_tokenizer(),
+                                   scheduler=EulerDiscreteScheduler(**tiny.scheduler_config),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(tmp_path / "folder")
     shutil.rmtree(tmp_path / "folder" / "tokenizer")   # never read: prompts use open_clip's vocabulary

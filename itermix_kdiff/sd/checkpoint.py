@@ -81,9 +81,11 @@ def checkpoint_family(path: PathLike, header: Optional[Mapping[str, dict]] = Non
         elif any(k.startswith(("down_blocks.", "unet.", "text_encoder.")) for k in keys):
             hint = " (it looks like a diffusers-format file: pass the diffusers folder instead)"
         elif any(k.startswith("model.diffusion_model.") for k in keys):
-            hint = " (it has a diffusion model but no SD 1.x / 2.x / SDXL text encoder: SD3, Flux and others are not supported)"
+            hint = (" (it has a diffusion model but no SD 1.x / 2.x / SDXL text encoder: SD3, Flux and others "
+                    "are not supported)")
         raise ValueError(f"{path}: unknown checkpoint layout{hint}; expected a single-file SD 1.x, SD 2.x or "
-                         f"SDXL checkpoint with the keys {', '.join(k for _, k in _FAMILY_KEYS)} (one of) and {_UNET_IN}")
+                         f"SDXL checkpoint with the keys {', '.join(k for _, k in _FAMILY_KEYS)} (one of) "
+                         f"and {_UNET_IN}")
     in_channels = header[_UNET_IN]["shape"][1]
     if in_channels != 4:
         kind = {9: "an inpainting", 8: "an instruct-pix2pix"}.get(in_channels, "a")

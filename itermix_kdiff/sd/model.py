@@ -260,7 +260,8 @@ class StableDiffusion:
         width = self.native_size[0] if width is None else width
         height = self.native_size[1] if height is None else height
         for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < self.vae_scale or value % self.vae_scale:
+            bad = isinstance(value, bool) or not isinstance(value, int)
+            if bad or value < self.vae_scale or value % self.vae_scale:
                 raise ValueError(f"{name} must be a positive multiple of {self.vae_scale} pixels, got {value!r}")
         return width, height
 

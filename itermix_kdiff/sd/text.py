@@ -1,10 +1,12 @@
 """Prompt -> the UNet's text conditioning, per family.
 
-| family | context (B, 77, C) | pooled |
-|---|---|---|
-| SD 1.x | CLIP-L's last layer after its final layer norm; ``clip_skip = k`` takes layer ``-k`` instead, through the final layer norm (AUTOMATIC1111's "clip skip": 1 = last) | none |
-| SD 2.x | the OpenCLIP tower's penultimate layer after ``ln_final``: the output of the 23-layer model the file's 24 layers load into | none |
-| SDXL | CLIP-L's and OpenCLIP-bigG's penultimate layers, concatenated, no final layer norm | bigG's projected end-token embedding (B, 1280) |
+- SD 1.x: context (B, 77, 768) is CLIP-L's last layer after its final layer norm;
+  ``clip_skip = k`` takes layer ``-k`` instead, through the final layer norm (AUTOMATIC1111's
+  "clip skip": 1 = last). No pooled embedding.
+- SD 2.x: the OpenCLIP tower's penultimate layer after ``ln_final``: the output of the
+  23-layer model the file's 24 layers load into. No pooled embedding.
+- SDXL: CLIP-L's and OpenCLIP-bigG's penultimate layers, concatenated, no final layer norm;
+  pooled: bigG's projected end-token embedding (B, 1280).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def encode(vae, images: torch.Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def encode(vae, images: torch.Tensor, sample: bool = False,
+           generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Latents (B, 4, H/8, W/8), float32, of ``images`` (B, 3, H, W) in [-1, 1]."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 \
             or not images.is_floating_point():
