@@ -2,8 +2,14 @@
 
     itermix-upscale --out outputs/run --generate 4 --scale 4 --steps 25
 
+    itermix-upscale --out outputs/castle --checkpoint v1-5-pruned-emaonly.safetensors --prompt "a castle"
+
 With no ``--config``/``--checkpoint`` it uses the shipped demo model (a class-conditional RGB
-model of simple shapes at 32x32, no VAE). The source is one of ``--generate N`` (a first
+model of simple shapes at 32x32, no VAE). A Stable Diffusion ``--checkpoint`` (SD 1.x, 2.x,
+SDXL: a single-file .safetensors or a diffusers folder) runs the same chain on its VAE
+latents, conditioned on ``--prompt``: generations start at the model's native size (or
+``--width``/``--height``), ``--input`` images are VAE-encoded, each stage upscales the latent,
+and every output is decoded. The source is one of ``--generate N`` (a first
 pass at the model's size; the classes cycle through the model's, or ``--class``),
 ``--input IMAGE ...`` (unconditional unless ``--class``) or ``--scene SEED`` (true renders of
 the demo's procedural dataset, with the ground truth at the target size). Each 2x stage
@@ -84,11 +90,18 @@ OPTION_HELP = {
 }
 
 #: The files a run writes (and ``--overwrite`` removes): run.json, the sheet and the stage images.
+#: The flags that only a Stable Diffusion checkpoint takes.
+SD_FLAGS = ("prompt", "negative_prompt", "width", "height", "prediction_type", "dtype", "vae_tile")
+
 OUR_FILES = re.compile(r"^(run\.json|comparison\.png|(base|plain|stage\d+|truth)_[\w.-]*\.png)$")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every flag's real default after its help."""
+    """The description as written, and every flag's real default after its help (a flag whose
+    default is None says in its own words what happens without it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 # ---------------------------------------------------------------- flag types
@@ -178,8 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model (default: the shipped demo model)")
     m.add_argument("--config", "--model", dest="config", type=Path, default=None, action=DeprecatedAlias,
                    deprecated="--model", help="k-diffusion model config JSON (configs/*.json schema; "
-                                              "--model is its deprecated name)")
-    m.add_argument("--checkpoint", type=Path, default=None, help="safetensors weights (pickles are refused)")
+                                              "--model is its deprecated name); for an SD checkpoint of "
+                                              "another size, its diffusers config folder")
+    m.add_argument("--checkpoint", type=Path, default=None,
+                   help="safetensors weights of a k-diffusion model, or a Stable Diffusion checkpoint (SD 1.x, "
+                        "2.x, SDXL: single-file .safetensors or diffusers folder); pickles are refused")
     m.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     m.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     s = p.add_argument_group("source (one of; default: --generate 4)")
@@ -205,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="itermix sampler (itermix_kdiff.SAMPLERS)")
     r.add_argument("--sampler-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="a keyword of the sampler itself, e.g. perlin_mode=latents or eta=0.5 (repeatable)")
-    r.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=number_type(float, low=0.0), default=3.0,
-                   help="classifier-free guidance scale for class-conditional models")
+    r.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=number_type(float, low=0.0), default=None,
+                   help="classifier-free guidance scale (default: 3 for class-conditional models, 7.5 for SD)")
     r.add_argument("--seed", type=number_type(int, low=0, high=MAX_SEED), default=0,
                    help="seeds every random draw (run.json 'seeds')")
     r.add_argument("--upscale", choices=UPSCALE_METHODS, default="bicubic",
@@ -216,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hires-denoise", type=fraction, default=0.5,
                    help="denoise of the hires-fix img2img baseline")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    d = p.add_argument_group("Stable Diffusion (with an SD --checkpoint)")
+    d.add_argument("--prompt", default=None, help="what the picture shows (needed with an SD checkpoint)")
+    d.add_argument("--negative-prompt", default=None, help="what it should not show (default: the empty prompt)")
+    d.add_argument("--width", type=positive_int, default=None,
+                   help="--generate: width in pixels, a multiple of 8 (default: the model's native size)")
+    d.add_argument("--height", type=positive_int, default=None,
+                   help="--generate: height in pixels, a multiple of 8 (default: the model's native size)")
+    d.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
+                   help="what the UNet predicts (default: the config's; an SD 2.x file: guessed from its weights)")
+    d.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                   help="weights' dtype (default: the checkpoint's)")
+    d.add_argument("--vae-tile", type=positive_int, metavar="PIXELS", default=None,
+                   help="decode in tiles of this many pixels (bounds the VAE's memory; default: whole images)")
     o = p.add_argument_group("mixing options (on top of --preset; docs/algorithm.md sections in brackets)")
     o.add_argument("--preset", choices=tuple(PRESETS), default="reference",
                    help="reference: the ComfyUI pack's defaults; demofusion: DemoFusion's own skip "
@@ -286,6 +315,7 @@ class Resolved(NamedTuple):
     sampler_kwargs: Dict[str, Any]
     seed_keyword: bool  # the sampler takes ``seed`` (its own noise), set from the stage's seed
     device: str
+    sd: bool  # --checkpoint is a Stable Diffusion checkpoint
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Resolved:
@@ -297,6 +327,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Res
 
     if args.config is not None and args.checkpoint is None:
         parser.error("--config needs --checkpoint (give both, only --checkpoint, or neither for the shipped model)")
+    sd = check_sd_args(parser, args)
     options = resolve_options(args)
     try:
         mixing_weights(args.steps, make_options(**options))
@@ -325,7 +356,40 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Res
         device = check_device(args.device)
     except ValueError as e:
         parser.error(str(e))
-    return Resolved(options, sampler_kwargs, "seed" in own, device)
+    return Resolved(options, sampler_kwargs, "seed" in own, device, sd)
+
+
+def check_sd_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """Whether ``--checkpoint`` is a Stable Diffusion checkpoint (read from its header), and the
+    flags that go with each kind of model; sets ``args.cfg_scale`` when it was not given."""
+    from .pipeline import is_sd_checkpoint
+
+    sd = args.checkpoint is not None and is_sd_checkpoint(args.checkpoint)
+    if args.cfg_scale is None:
+        args.cfg_scale = 7.5 if sd else 3.0
+    given = [flag(name) for name in SD_FLAGS if getattr(args, name) is not None]
+    if not sd:
+        if given:
+            parser.error(f"{', '.join(given)}: only for a Stable Diffusion --checkpoint (a single-file SD 1.x/2.x/"
+                         f"SDXL .safetensors or a diffusers folder); the demo model takes --class")
+        return False
+    if args.prompt is None:
+        parser.error("a Stable Diffusion checkpoint needs --prompt (--prompt '' for none)")
+    if args.scene is not None:
+        parser.error("--scene renders the demo model's shapes; with a Stable Diffusion checkpoint give "
+                     "--generate N or --input IMAGE")
+    if args.class_label is not None:
+        parser.error("--class is for class-conditional models; a Stable Diffusion checkpoint takes --prompt")
+    if args.config is not None and not args.config.is_dir():
+        parser.error(f"--config {args.config}: with a Stable Diffusion checkpoint, a diffusers config folder "
+                     f"(model_index.json, unet/, vae/, ...)")
+    if args.input is not None and (args.width or args.height):
+        parser.error("--width/--height set the size of --generate; an --input image keeps its own size")
+    for name in ("width", "height", "vae_tile"):
+        value = getattr(args, name)
+        if value is not None and value % 8:
+            parser.error(f"{flag(name)} must be a multiple of 8 pixels (the VAE's scale), got {value}")
+    return True
 
 
 def prepare_out(out: Path, overwrite: bool) -> bool:
@@ -395,9 +459,10 @@ class Inputs(NamedTuple):
     load_seconds: float
 
 
-def prepare(args: argparse.Namespace, device: str) -> Inputs:
+def prepare(args: argparse.Namespace, device: str, sd: bool = False) -> Inputs:
     """Read the model config, the masks and the source images (all checked), then load the
-    weights. Raises FileNotFoundError/ValueError with a message for the user."""
+    weights (``sd``: a Stable Diffusion checkpoint, :func:`prepare_sd`). Raises
+    FileNotFoundError/ValueError with a message for the user."""
     import torch
 
     from . import pipeline
@@ -405,9 +470,11 @@ def prepare(args: argparse.Namespace, device: str) -> Inputs:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(device)
-    config, config_path, checkpoint = pipeline.read_model_config(args.config, args.checkpoint)
     denoise_mask = pipeline.load_mask(args.denoise_mask, "--denoise-mask") if args.denoise_mask else None
     mixing_mask = pipeline.load_mask(args.mixing_mask, "--mixing-mask") if args.mixing_mask else None
+    if sd:
+        return prepare_sd(args, device, denoise_mask, mixing_mask)
+    config, config_path, checkpoint = pipeline.read_model_config(args.config, args.checkpoint)
     num_classes, class_names = pipeline.model_classes(config)
     truth = scene_labels = None
     if args.input is not None:
@@ -433,6 +500,26 @@ def prepare(args: argparse.Namespace, device: str) -> Inputs:
     if labels is not None:
         labels = labels.to(device)
     return Inputs(device, model, base, truth, labels, count, source, denoise_mask, mixing_mask, load_seconds)
+
+
+def prepare_sd(args: argparse.Namespace, device: Any, denoise_mask: Any, mixing_mask: Any) -> Inputs:
+    """:func:`prepare` for a Stable Diffusion checkpoint: the input images (sides a multiple of
+    the VAE's 8 pixels) are read before the weights load."""
+    from . import pipeline
+
+    base = None
+    source: Dict[str, Any] = {"kind": "generate", "count": args.generate or 4}
+    if args.input is not None:
+        base = pipeline.load_images(args.input, 8).to(device)
+        source = {"kind": "input", "images": [str(p) for p in args.input]}
+    t = time.perf_counter()
+    model = pipeline.load_sd_model(args.checkpoint, args.config, prediction_type=args.prediction_type,
+                                   dtype=args.dtype, device=device)
+    load_seconds = time.perf_counter() - t
+    if args.width or args.height:
+        model.sd.latent_shape(args.width, args.height)  # the model's own check of the size
+    count = base.shape[0] if base is not None else source["count"]
+    return Inputs(device, model, base, None, None, count, source, denoise_mask, mixing_mask, load_seconds)
 
 
 # ---------------------------------------------------------------- writing
@@ -492,6 +579,28 @@ def _version(dist: str) -> Optional[str]:
         return None
 
 
+def model_record(model: Any) -> Dict[str, Any]:
+    """run.json's ``model``: the files (with the checkpoint's SHA-256), the native size and the
+    sigma range; the classes of a k-diffusion model, the family, prediction type and dtype of an
+    SD model."""
+    from . import pipeline
+
+    checkpoint = model.checkpoint
+    digest = pipeline.file_sha256(checkpoint) if checkpoint.is_file() else None  # a diffusers folder: none
+    if model.sd is not None:
+        m = model.sd
+        return {"kind": "stable diffusion", "family": m.family, "prediction_type": m.prediction_type,
+                "config": str(model.config_path) if model.config_path else "shipped",
+                "checkpoint": str(checkpoint), "checkpoint_sha256": digest, "dtype": str(m.dtype).split(".")[-1],
+                "native_size": [m.native_size[1], m.native_size[0]],
+                "sigma_min": float(m.denoiser.sigma_min), "sigma_max": float(m.denoiser.sigma_max)}
+    return {"kind": "k-diffusion", "config": str(model.config_path) if model.config_path else "checkpoint metadata",
+            "checkpoint": str(checkpoint), "checkpoint_sha256": digest,
+            "native_size": list(pipeline.native_size(model.config)),
+            "sigma_min": model.config["model"]["sigma_min"], "sigma_max": model.config["model"]["sigma_max"],
+            "classes": list(model.class_names)}
+
+
 def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequence[str],
                  sigmas: Any, seeds: Dict[str, Any]) -> Dict[str, Any]:
     """run.json as the run starts (``status: running``): the command, versions, model, source,
@@ -500,7 +609,6 @@ def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, a
 
     import itermix_kdiff
 
-    from . import pipeline
     from .blending_schedules import sampler_weights
 
     model = inputs.model
@@ -508,25 +616,25 @@ def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, a
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in NOT_FLAGS}
     options["denoise_mask"] = str(args.denoise_mask) if args.denoise_mask else None
     options["mixing_masks"] = str(args.mixing_mask) if args.mixing_mask else None
+    settings = {"scale": args.scale, "steps": args.steps, "scheduler": args.scheduler, "sampler": args.sampler,
+                "sampler_args": resolved.sampler_kwargs, "cfg_scale": args.cfg_scale, "seed": args.seed,
+                "upscale": args.upscale, "cleanup_denoise": args.cleanup_denoise,
+                "hires_denoise": args.hires_denoise, "preset": args.preset,
+                "device": str(inputs.device), "threads": torch.get_num_threads(),
+                "sampler_seed": "the stage's itermix seed" if resolved.seed_keyword else None}
+    if model.sd is not None:
+        settings.update(prompt=args.prompt, negative_prompt=args.negative_prompt or "", width=args.width,
+                        height=args.height, vae_tile=args.vae_tile)
     return {
         "status": "running",
         "stopped_at": None,
         "command": [PROG, *argv],
         "versions": {"itermix_kdiff": itermix_kdiff.__version__, "torch": torch.__version__,
-                     "k_diffusion": _version("k-diffusion")},
-        "model": {"config": str(model.config_path) if model.config_path else "checkpoint metadata",
-                  "checkpoint": str(model.checkpoint), "checkpoint_sha256": pipeline.file_sha256(model.checkpoint),
-                  "native_size": list(pipeline.native_size(model.config)),
-                  "sigma_min": model.config["model"]["sigma_min"], "sigma_max": model.config["model"]["sigma_max"],
-                  "classes": list(model.class_names)},
+                     "k_diffusion": _version("k-diffusion"), "diffusers": _version("diffusers") if model.sd else None},
+        "model": model_record(model),
         "source": inputs.source,
         "labels": None if inputs.labels is None else [model.class_names[i] for i in inputs.labels.tolist()],
-        "settings": {"scale": args.scale, "steps": args.steps, "scheduler": args.scheduler, "sampler": args.sampler,
-                     "sampler_args": resolved.sampler_kwargs, "cfg_scale": args.cfg_scale, "seed": args.seed,
-                     "upscale": args.upscale, "cleanup_denoise": args.cleanup_denoise,
-                     "hires_denoise": args.hires_denoise, "preset": args.preset,
-                     "device": str(inputs.device), "threads": torch.get_num_threads(),
-                     "sampler_seed": "the stage's itermix seed" if resolved.seed_keyword else None},
+        "settings": settings,
         "options": options,
         "seeds": seeds,
         "sigmas": [round(s, 6) for s in sigmas.tolist()],
@@ -540,22 +648,53 @@ def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, a
 
 # ---------------------------------------------------------------- the run
 
+def stage_conditioning(args: argparse.Namespace, model: Any) -> Optional[Callable[[Any], Dict[str, Any]]]:
+    """For an SD model: ``extra_args`` of a latent of size ``(h, w)``: ``--prompt`` encoded once
+    per picture size (SDXL conditions on it; SD 1.x/2.x get the same tensors every time).
+    None for a k-diffusion model (:func:`pipeline.guidance_args` in every stage)."""
+    if model.sd is None:
+        return None
+    m, cache = model.sd, {}
+
+    def conditioning(size: Any) -> Dict[str, Any]:
+        h, w = int(size[0]) * m.vae_scale, int(size[1]) * m.vae_scale
+        if (h, w) not in cache:
+            cache[(h, w)] = m.conditioning(args.prompt, args.negative_prompt or "", args.cfg_scale, width=w, height=h)
+        return cache[(h, w)]
+
+    return conditioning
+
+
+def to_pixels(args: argparse.Namespace, model: Any, x: Any) -> Any:
+    """Images in [-1, 1] of the pipeline's tensors: themselves for a pixel-space model, the VAE
+    decoding (in ``--vae-tile`` tiles) of an SD model's latents."""
+    if model.sd is None:
+        return x
+    return model.sd.decode(x, tile_size=args.vae_tile)
+
+
 def generate_source(args: argparse.Namespace, inputs: Inputs, sigmas: Any, extra_args: Dict[str, Any],
                     seed: int, disable: Optional[bool]) -> Any:
-    """The base images: the given or rendered ones, or a generation at the model's size."""
+    """The base in the pipeline's space: the given or rendered images (an SD model: their VAE
+    latents, the posterior's mode), or a generation at the model's size."""
     from . import pipeline
 
+    m = inputs.model.sd
     if inputs.base is not None:
-        return inputs.base
-    h, w = pipeline.native_size(inputs.model.config)
-    return pipeline.sample_base(inputs.model.denoiser, (inputs.count, 3, h, w), sigmas, extra_args,
+        return inputs.base if m is None else m.encode(inputs.base)
+    if m is None:
+        h, w = pipeline.native_size(inputs.model.config)
+        shape = (inputs.count, 3, h, w)
+    else:
+        shape = m.latent_shape(args.width, args.height, inputs.count)
+    return pipeline.sample_base(inputs.model.denoiser, shape, sigmas, extra_args,
                                 pipeline.generator(seed, inputs.device), disable, inputs.device)
 
 
 def write_outputs(args: argparse.Namespace, inputs: Inputs, base: Any, stages: List[Dict[str, Any]],
                   record: Dict[str, Any]) -> None:
     """After the last stage: the plain upscale, the ground truth, ``comparison.png`` and the
-    per-column metrics, into ``record``."""
+    per-column metrics, into ``record``. ``base`` and ``stages`` are images (decoded)."""
     from . import pipeline
 
     out, files, truth = args.out, record["files"], inputs.truth
@@ -592,12 +731,13 @@ def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequ
     stages_n = args.scale.bit_length() - 1
     seeds = pipeline.stage_seeds(args.seed, stages_n)
     sigmas = pipeline.schedule_sigmas(model, args.scheduler, args.steps).to(inputs.device)
-    extra_args = pipeline.guidance_args(model, inputs.labels, args.cfg_scale)
+    conditioning = stage_conditioning(args, model)
     disable = True if args.quiet else None
     record = start_record(args, resolved, inputs, argv, sigmas, seeds)
     write_record(out, record)
     # one tick per pass: the base, then itermix, cleanup and hires-fix per stage
     bar = tqdm(total=1 + 3 * stages_n, desc="passes", disable=args.quiet, position=0)
+    decoded: List[Dict[str, Any]] = []  # the stages as images
 
     def progress(label: str) -> None:  # called as each pass starts: the one before is done
         bar.update(1)
@@ -605,27 +745,40 @@ def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequ
         record["stopped_at"] = label
 
     def stage_done(k: int, stage: Dict[str, Any]) -> None:
-        for kind in ("upscaled", "itermix", "cleanup", "hires"):
-            save_batch(out, f"stage{k}_{stage['size'][1]}_{kind}", stage[kind], record["files"])
-        record["stages"].append({"name": f"stage{k}", "size": list(stage["size"]), "seconds": stage["seconds"]})
+        images = {kind: to_pixels(args, model, stage[kind]) for kind in ("upscaled", "itermix", "cleanup", "hires")}
+        size = tuple(images["cleanup"].shape[-2:])
+        for kind, batch in images.items():
+            save_batch(out, f"stage{k}_{size[1]}_{kind}", batch, record["files"])
+        decoded.append({"size": size, **images})
+        entry = {"name": f"stage{k}", "size": list(size), "seconds": stage["seconds"]}
+        if model.sd is not None:
+            entry["latent_size"] = list(stage["size"])
+        record["stages"].append(entry)
         write_record(out, record)
 
     try:
         record["stopped_at"] = "base"
         t = time.perf_counter()
-        base = generate_source(args, inputs, sigmas, extra_args, seeds["base"], disable)
+        if conditioning is None:
+            base_extra = pipeline.guidance_args(model, inputs.labels, args.cfg_scale)
+        elif inputs.base is not None:
+            base_extra = conditioning([side // model.sd.vae_scale for side in inputs.base.shape[-2:]])
+        else:
+            base_extra = conditioning(model.sd.latent_shape(args.width, args.height)[-2:])
+        base = generate_source(args, inputs, sigmas, base_extra, seeds["base"], disable)
+        base_pixels = inputs.base if inputs.base is not None else to_pixels(args, model, base)
         record["timings"]["base"] = time.perf_counter() - t
-        save_batch(out, f"base_{base.shape[-1]}", base, record["files"])
+        save_batch(out, f"base_{base_pixels.shape[-1]}", base_pixels, record["files"])
         write_record(out, record)
-        result = pipeline.run_upscale(
+        pipeline.run_upscale(
             model, base, sampler=SAMPLERS[args.sampler], steps=args.steps, scale=args.scale, seed=args.seed,
-            extra_args=extra_args, options=resolved.options, sampler_kwargs=resolved.sampler_kwargs,
+            extra_args=base_extra, options=resolved.options, sampler_kwargs=resolved.sampler_kwargs,
             scheduler=args.scheduler, upscale_method=args.upscale, cleanup_denoise=args.cleanup_denoise,
             hires_denoise=args.hires_denoise, denoise_mask=inputs.denoise_mask, mixing_mask=inputs.mixing_mask,
             seed_keyword=resolved.seed_keyword, demofusion=args.preset == "demofusion", disable=disable,
-            progress=progress, on_stage=stage_done)
+            progress=progress, on_stage=stage_done, conditioning=conditioning)
         record["stopped_at"] = "outputs"
-        write_outputs(args, inputs, base, result["stages"], record)
+        write_outputs(args, inputs, base_pixels, decoded, record)
     except BaseException as e:
         bar.close()
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -651,7 +804,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     try:
-        inputs = prepare(args, resolved.device)
+        inputs = prepare(args, resolved.device, resolved.sd)
     except (FileNotFoundError, ValueError) as e:
         if created and not any(args.out.iterdir()):
             args.out.rmdir()

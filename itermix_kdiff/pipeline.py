@@ -10,8 +10,13 @@ For an RGB pixel-space k-diffusion model (the shipped demo model works on images
         cleanup  = img2img(itermix, cleanup_denoise)    # plain Euler from a low noise level
         hires    = img2img(upscale(previous hires, 2), hires_denoise)   # the hires-fix baseline
 
+A Stable Diffusion checkpoint (:func:`load_sd_model`) runs the same chain on its VAE latents:
+the base is a generation in latent space or the VAE encoding of an input image, ``upscale``
+resizes the latent (as the ComfyUI node pack does), and every output is decoded.
+
 ``sigmas`` is the model's full schedule (Karras by default; any name of
-:data:`itermix_kdiff.sigmas.SCHEDULERS`) over ``sigma_min``/``sigma_max`` of its config.
+:data:`itermix_kdiff.sigmas.SCHEDULERS`) over ``sigma_min``/``sigma_max`` of its config (an
+SD model: of its noise table).
 Every random draw comes from a ``torch.Generator`` seeded from one run seed
 (:func:`stage_seeds`), so a run is reproducible. PIL and k-diffusion are imported by the
 functions that need them; this module is not imported by ``itermix_kdiff/__init__.py``.
@@ -118,11 +123,12 @@ class LoadedModel(NamedTuple):
     """A model ready for the pipeline: ``denoiser(x, sigma, **extra_args)`` and what it needs."""
 
     denoiser: Callable[..., torch.Tensor]
-    config: Dict[str, Any]  # the k-diffusion config (``configs/*.json`` schema)
+    config: Optional[Dict[str, Any]]  # the k-diffusion config (``configs/*.json`` schema); None for SD
     num_classes: int  # 0: unconditional; else ``extra_args`` take ``class_labels`` and ``cond_scale``
     class_names: Tuple[str, ...]
     config_path: Optional[Path]  # None when the config came from the checkpoint's metadata
     checkpoint: Path
+    sd: Any = None  # the itermix_kdiff.sd.StableDiffusion of an SD checkpoint: the pipeline runs on its latents
 
 
 def native_size(config: Dict[str, Any]) -> Tuple[int, int]:
@@ -266,9 +272,37 @@ def load_model(config: Union[PathLike, Dict[str, Any], None] = None, checkpoint:
     return LoadedModel(denoiser, cfg, num_classes, names, config_path, checkpoint)
 
 
+def is_sd_checkpoint(path: PathLike) -> bool:
+    """Whether ``path`` is a Stable Diffusion checkpoint: a folder (diffusers' layout) or a
+    safetensors file holding the original layout's UNet (``model.diffusion_model.*``). Reads
+    the header only; a missing or unreadable file is not one (the loaders then say why)."""
+    from .sd.checkpoint import read_header
+
+    path = Path(path)
+    if path.is_dir():
+        return True
+    try:
+        keys = read_header(path)
+    except (OSError, ValueError):
+        return False
+    return any(k.startswith("model.diffusion_model.") for k in keys)
+
+
+def load_sd_model(checkpoint: PathLike, config: Optional[PathLike] = None, *,
+                  prediction_type: Optional[str] = None, dtype: Optional[Union[str, torch.dtype]] = None,
+                  device: Union[str, torch.device] = "cpu") -> LoadedModel:
+    """An SD checkpoint (:func:`itermix_kdiff.sd.load_sd`; ``config``: a diffusers config folder)
+    as a :class:`LoadedModel` whose ``sd`` is the :class:`~itermix_kdiff.sd.StableDiffusion`."""
+    from .sd import load_sd
+
+    m = load_sd(checkpoint, prediction_type=prediction_type, dtype=dtype, device=device, config=config)
+    return LoadedModel(m.denoiser, None, 0, (), None if config is None else Path(config), Path(checkpoint), sd=m)
+
+
 def schedule_sigmas(model: LoadedModel, scheduler: str, steps: int) -> torch.Tensor:
     """The ``scheduler``'s sigmas (:func:`itermix_kdiff.sigmas.get_sigmas`) over the model's
-    ``[sigma_min, sigma_max]`` (its config): ``steps + 1`` values ending in 0."""
+    ``[sigma_min, sigma_max]`` (its config, or an SD model's noise table): ``steps + 1`` values
+    ending in 0."""
     from .sigmas import get_sigmas
 
     return get_sigmas(model.denoiser, scheduler, steps, config=model.config)
@@ -344,8 +378,10 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
                 hires_denoise: float = 0.5, denoise_mask: Optional[torch.Tensor] = None,
                 mixing_mask: Optional[torch.Tensor] = None, seed_keyword: bool = False, demofusion: bool = False,
                 disable: Optional[bool] = None, progress: Optional[Callable[[str], Any]] = None,
-                on_stage: Optional[Callable[[int, Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
-    """Run every 2x stage from ``base`` (B, 3, H, W) in [-1, 1] to ``scale`` times its size.
+                on_stage: Optional[Callable[[int, Dict[str, Any]], Any]] = None,
+                conditioning: Optional[Callable[[Tuple[int, int]], Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """Run every 2x stage from ``base`` (B, C, H, W: an image in [-1, 1], or an SD model's
+    latents) to ``scale`` times its size.
 
     Per stage k (see the module docstring): ``upscaled``, ``itermix`` (``sampler`` on the
     upscaled image over the full ``scheduler`` schedule of ``steps``, ``generator`` seeded
@@ -357,7 +393,9 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
     pass denoises through :class:`itermix_kdiff.demofusion.DemoFusionDenoiser` (windows of the
     base size at half-window stride, dilation factor = the stage's total scale: full
     DemoFusion). ``progress(label)`` is called before each pass, ``on_stage(k, stage)`` after
-    each stage. Returns ``{"stages": [{"size",
+    each stage. ``conditioning(size)``: the ``extra_args`` of a stage of ``size = (H, W)``
+    (SDXL conditions on the picture's size); None: ``extra_args`` in every stage. Returns
+    ``{"stages": [{"size",
     "upscaled", "itermix", "cleanup", "hires", "seconds": {...}}, ...], "seeds":
     stage_seeds(seed, stages), "sigmas": ...}``.
     """
@@ -376,6 +414,8 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
     for k in range(1, n_stages + 1):
         s = seeds[f"stage{k}"]
         size = (current.shape[-2] * 2, current.shape[-1] * 2)
+        if conditioning is not None:
+            extra_args = conditioning(size)
         seconds = {}
         t = time.perf_counter()
         up = upscale(current, size, upscale_method)
