@@ -22,7 +22,7 @@ Quirks of the reference kept on purpose, so its masks can be reproduced:
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import torch
 
@@ -301,3 +301,40 @@ def mixing_masks(kind: str, batch_size: int, width: int, height: int, *, seed: i
     _check_float_dtype(dtype)
     device = torch.device("cpu") if device is None else torch.device(device)
     return MIXING_MASK_KINDS[kind](batch_size, width, height, seed, scale, device, dtype)
+
+
+# ---------------------------------------------------------------- the sampler's Perlin tensors (A7)
+
+def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale: float,
+                          seed: Union[int, Sequence[int]], perlin_per_row: bool) -> None:
+    """Check ``sample_itermix_euler_perlin``'s own keywords (A7): ``seed`` is one seed, or a
+    list of one seed per batch row."""
+    check_choice("perlin_mode", perlin_mode, PERLIN_MODES)
+    check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
+    _check_positive("perlin_scale", perlin_scale)
+    for s in (seed if isinstance(seed, (list, tuple)) and seed else [seed]):
+        _check_seed(s)
+    if not isinstance(perlin_per_row, bool):
+        raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
+
+
+def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: Union[int, Sequence[int]], scale: float,
+                   per_row: bool) -> torch.Tensor:
+    """A7's Perlin tensors ``P_0 .. P_{count-1}`` (A8 masks of the latent's H x W), shaped to
+    broadcast against ``x``: ``(count, 1|B, C|1, H, W)``. ``latents`` mode repeats each mask
+    over the channels. One mask set serves the whole batch, unless ``per_row`` (row r takes
+    the masks ``r*count .. (r+1)*count - 1`` of the seed's sequence) or ``seed`` is a list of
+    one seed per row (row r takes the set of seed r, as when it is sampled alone)."""
+    B, C, H, W = x.shape
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != B:
+            raise ValueError(f"seed holds {len(seed)} seeds for a batch of {B}: give one per batch row")
+        masks = torch.cat([perlin_masks(count, W, H, seed=s, scale=scale, device=x.device, dtype=x.dtype)
+                           for s in seed])
+        rows = B
+    else:
+        rows = B if per_row else 1
+        masks = perlin_masks(count * rows, W, H, seed=seed, scale=scale, device=x.device, dtype=x.dtype)
+    # row r takes masks r*count .. (r+1)*count - 1, so row 0 sees the shared set
+    masks = masks.permute(0, 3, 1, 2).reshape(rows, count, 1, H, W).transpose(0, 1)
+    return masks.expand(count, rows, C, H, W) if mode == "latents" else masks

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ._checks import check_int, check_number
 from ._loop import Step, Stepped, itermix_loop, prepare_run
 from .noised import fresh_noise
 from .options import CHURN_OPTIONS, ItermixOptions, bind_arguments, sampler_signature, split_options
-from .perlin import PERLIN_MODES, perlin_masks
+from .perlin import check_perlin_keywords, perlin_tensors
 
 __all__ = ["sample_itermix_dpmpp_2m", "sample_itermix_euler", "sample_itermix_euler_perlin",
-           "sample_itermix_lcm", "check_perlin_keywords", "churn_gamma", "dpmpp_2m_update", "perlin_tensors",
-           "to_d"]
+           "sample_itermix_lcm", "churn", "churn_gamma", "dpmpp_2m_update", "to_d"]
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -42,6 +40,17 @@ def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.
 def churn_gamma(sigma: torch.Tensor, n: int, opts: ItermixOptions) -> float:
     """Karras churn: ``min(s_churn / n, sqrt(2) - 1)`` inside ``[s_tmin, s_tmax]``, else 0 (A4)."""
     return min(opts.s_churn / n, 2 ** 0.5 - 1) if opts.s_tmin <= sigma <= opts.s_tmax else 0.0
+
+
+def churn(v: torch.Tensor, sigma: torch.Tensor, n: int, opts: ItermixOptions) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A4's churned input and noise level: ``sigma_hat = sigma (gamma + 1)`` and, when
+    ``gamma > 0``, ``v + randn * s_noise * sqrt(sigma_hat^2 - sigma^2)`` (noise from the
+    options' generator); ``(v, sigma)`` unchanged without churn."""
+    gamma = churn_gamma(sigma, n, opts)
+    sigma_hat = sigma * (gamma + 1)
+    if gamma > 0:
+        v = v + fresh_noise(v, opts.generator) * opts.s_noise * (sigma_hat ** 2 - sigma ** 2) ** 0.5
+    return v, sigma_hat
 
 
 def itermix_sampler(*, churn: bool) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
@@ -96,56 +105,14 @@ def sample_itermix_euler(model, x, sigmas, extra_args, callback, disable, noised
     s_in = x.new_ones([x.shape[0]])
 
     def step(s: Step) -> Optional[Stepped]:
-        gamma = churn_gamma(sigmas[s.i], n, opts)
-        sigma_hat = sigmas[s.i] * (gamma + 1)
-        if s.discarded and gamma == 0:
-            return None
-        x_m = s.x_m
-        if gamma > 0:
-            x_m = x_m + fresh_noise(x_m, opts.generator) * opts.s_noise * (sigma_hat ** 2 - sigmas[s.i] ** 2) ** 0.5
+        if s.discarded and churn_gamma(sigmas[s.i], n, opts) == 0:
+            return None  # the blend throws this step away, and no churn noise is owed
+        x_m, sigma_hat = churn(s.x_m, sigmas[s.i], n, opts)
         denoised = model(x_m, sigma_hat * s_in, **extra_args)
         d = to_d(s.x, sigma_hat, denoised)  # the reference's d uses the un-masked x
         return Stepped(x_m + d * (sigmas[s.i + 1] - sigma_hat), sigma_hat, denoised)
 
     return itermix_loop(step, x, sigmas, c1, callback, disable, noised_latents, opts)
-
-
-def perlin_tensors(mode: str, count: int, x: torch.Tensor, seed: Union[int, Sequence[int]], scale: float,
-                   per_row: bool) -> torch.Tensor:
-    """A7's Perlin tensors ``P_0 .. P_{count-1}`` (A8 masks of the latent's H x W), shaped to
-    broadcast against ``x``: ``(count, 1|B, C|1, H, W)``. ``latents`` mode repeats each mask
-    over the channels. One mask set serves the whole batch, unless ``per_row`` (row r takes
-    the masks ``r*count .. (r+1)*count - 1`` of the seed's sequence) or ``seed`` is a list of
-    one seed per row (row r takes the set of seed r, as when it is sampled alone)."""
-    B, C, H, W = x.shape
-    if isinstance(seed, (list, tuple)):
-        if len(seed) != B:
-            raise ValueError(f"seed holds {len(seed)} seeds for a batch of {B}: give one per batch row")
-        sets = [perlin_masks(count, W, H, seed=s, scale=scale, device=x.device, dtype=x.dtype) for s in seed]
-        masks = torch.cat(sets)
-        rows = B
-    else:
-        rows = B if per_row else 1
-        masks = perlin_masks(count * rows, W, H, seed=seed, scale=scale, device=x.device, dtype=x.dtype)
-    # row r takes masks r*count .. (r+1)*count - 1, so row 0 sees the shared set
-    masks = masks.permute(0, 3, 1, 2).reshape(rows, count, 1, H, W).transpose(0, 1)
-    return masks.expand(count, rows, C, H, W) if mode == "latents" else masks
-
-
-def check_perlin_keywords(perlin_mode: str, perlin_strength: float, perlin_scale: float,
-                          seed: Union[int, Sequence[int]], perlin_per_row: bool) -> None:
-    """Check :func:`sample_itermix_euler_perlin`'s own keywords (A7)."""
-    if perlin_mode not in PERLIN_MODES:
-        raise ValueError(f"perlin_mode must be one of {', '.join(PERLIN_MODES)}; got {perlin_mode!r}")
-    check_number("perlin_strength", perlin_strength, low=0.0, high=1.0)
-    check_number("perlin_scale", perlin_scale, low=1e-6)
-    if isinstance(seed, (list, tuple)) and seed:
-        for s in seed:
-            check_int("seed", s, low=0)
-    else:
-        check_int("seed", seed, low=0)
-    if not isinstance(perlin_per_row, bool):
-        raise TypeError(f"perlin_per_row must be True or False, got {perlin_per_row!r}")
 
 
 @itermix_sampler(churn=True)
@@ -180,10 +147,7 @@ def sample_itermix_euler_perlin(model, x, sigmas, extra_args, callback, disable,
     P = None
 
     def euler(v: torch.Tensor, j: int) -> Stepped:
-        gamma = churn_gamma(sigmas[j], n, opts)
-        sigma_hat = sigmas[j] * (gamma + 1)
-        if gamma > 0:
-            v = v + fresh_noise(v, opts.generator) * opts.s_noise * (sigma_hat ** 2 - sigmas[j] ** 2) ** 0.5
+        v, sigma_hat = churn(v, sigmas[j], n, opts)
         denoised = model(v, sigma_hat * s_in, **extra_args)
         return Stepped(v + to_d(v, sigma_hat, denoised) * (sigmas[j + 1] - sigma_hat), sigma_hat, denoised)
 

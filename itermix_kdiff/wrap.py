@@ -27,8 +27,9 @@ from .noised import (NOISE_KINDS, Generators, NoisedLatents, Seeds, draw_base_se
                      noised_latents as make_noised_latents)
 from .options import (CALL_PARAMETERS, CHURN_OPTIONS, OPTION_NAMES, ItermixOptions, bind_arguments, make_options,
                       sampler_signature, split_options)
-from .sampling import (check_perlin_keywords, churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler,
-                       sample_itermix_euler_perlin, sample_itermix_lcm)
+from .perlin import check_perlin_keywords
+from .sampling import (churn_gamma, sample_itermix_dpmpp_2m, sample_itermix_euler, sample_itermix_euler_perlin,
+                       sample_itermix_lcm)
 from .sigmas import check_sigmas
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
