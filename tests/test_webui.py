@@ -457,6 +457,12 @@ def test_api_names_round_trip(webui):
         scripts=runner, script_args=(None, {"itermix_blend_min": 1.5}))
     with pytest.raises(ValueError, match="blend_min"):
         runner.process(bad)
+    for field, value in (("perlin_strength", 1.5), ("perlin_scale", 0.0), ("perlin_mode", "clouds")):
+        bad = w.processing.StableDiffusionProcessingImg2Img(
+            sd_model=TinySD(), init_latent=clean_latent(), sampler_name="Euler Perlin IterMix",
+            scripts=runner, script_args=(None, {f"itermix_{field}": value}))
+        with pytest.raises(ValueError, match=field):
+            runner.process(bad)
 
 
 def test_interrupt_passes_through(webui):

@@ -19,7 +19,7 @@ import math
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 from .. import BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, SAMPLERS, ItermixOptions, make_options
-from ..perlin import PERLIN_MODES
+from ..perlin import PERLIN_MODES, check_perlin_keywords
 
 TITLE = "Iterative Mixing"
 
@@ -167,11 +167,7 @@ def sampler_options(settings: Dict[str, Any], *, perlin: bool, seed: int) -> Dic
 def check_settings(settings: Dict[str, Any]) -> None:
     """Raise ValueError/TypeError now for settings the sampler would reject later."""
     make_options(**sampler_options(settings, perlin=False, seed=0))
-    strength = settings["perlin_strength"]
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"itermix_perlin_strength must be in [0, 1], got {strength}")
-    if settings["perlin_scale"] <= 0:
-        raise ValueError(f"itermix_perlin_scale must be > 0, got {settings['perlin_scale']}")
+    check_perlin_keywords(**{f.name: settings[f.name] for f in FIELDS if f.perlin}, seed=0, perlin_per_row=False)
     tile = settings["demofusion_tile"]
     if tile < LATENT_FACTOR or tile % LATENT_FACTOR:
         raise ValueError(f"itermix_demofusion_tile must be a positive multiple of {LATENT_FACTOR} pixels, got {tile}")
