@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from .blending import BLENDING_FUNCTIONS
-from .blending_schedules import BLENDING_SCHEDULES, blending_schedule
+from .blending_schedules import BLENDING_SCHEDULES, blending_schedule, mixing_weights
+from .options import DEMOFUSION, ItermixOptions, make_options
 
 Size = Tuple[float, float]
 
@@ -95,8 +96,11 @@ def plot_schedule_conventions(steps: int = 50, alphas: Sequence[float] = (1.0, 2
         c = colours(k / max(len(alphas) - 1, 1) * 0.85)
         axes[0].plot(t, blending_schedule(steps, "cosine", alpha_1=a).numpy(), color=c, label=f"alpha_1 = {a:g}")
         axes[1].plot(t, blending_schedule(steps, "demofusion", alpha_1=a).numpy(), color=c, label=f"alpha_1 = {a:g}")
-    axes[2].plot(t, blending_schedule(steps, "cosine", alpha_1=2.4).numpy(), label="reference (2.4, after step)")
-    axes[2].plot(t, blending_schedule(steps, "demofusion", alpha_1=3.0).numpy(), label="demofusion (3, before step)")
+    reference, demofusion = ItermixOptions().alpha_1, DEMOFUSION["alpha_1"]
+    axes[2].plot(t, blending_schedule(steps, "cosine", alpha_1=reference).numpy(),
+                 label=f"reference ({reference:g}, after step)")
+    axes[2].plot(t, blending_schedule(steps, "demofusion", alpha_1=demofusion).numpy(),
+                 label=f"demofusion ({demofusion:g}, before step)")
     _style(axes[0], "reference: c1 = sin(pi t / 2n)^(2 alpha_1)")
     _style(axes[1], "DemoFusion: c1 = 1 - cos(pi t / 2n)^(2 alpha_1)", ylabel="")
     _style(axes[2], "the two presets' defaults", ylabel="")
@@ -111,8 +115,6 @@ def plot_schedule_options(steps: int = 40, figsize: Size = (12, 7), dpi: int = 1
     ``stop_blending_at_pct``, ``clamp_blending_at_pct``, ``blend_min``/``blend_max`` (cosine),
     the four schedules at their defaults, and a run split in two whose halves keep the
     unsplit curve with ``schedule_steps``/``schedule_offset`` (as the samplers compute it)."""
-    from .options import make_options
-    from .blending_schedules import mixing_weights
 
     fig = _figure(figsize, dpi)
     axes = fig.subplots(2, 3, sharey=True).ravel()
@@ -136,7 +138,7 @@ def plot_schedule_options(steps: int = 40, figsize: Size = (12, 7), dpi: int = 1
     for schedule in BLENDING_SCHEDULES:
         axes[4].plot(t, blending_schedule(steps, schedule).numpy(), label=schedule, marker=".", ms=3)
     axes[4].legend(fontsize=7)
-    _style(axes[4], "the schedules at alpha_1 = 2.4", ylabel="")
+    _style(axes[4], f"the schedules at alpha_1 = {ItermixOptions().alpha_1:g}", ylabel="")
     half = steps // 2
     axes[5].plot(t, blending_schedule(steps, "cosine").numpy(), color="0.75", lw=4, label="one run")
     for offset, n in ((0, half), (half, steps - half)):
