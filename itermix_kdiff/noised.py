@@ -129,7 +129,11 @@ def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
         if len(z) != n + 1 or tuple(z.shape[1:]) not in shapes:
             raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(z.shape)}")
         tensors = [z]
-    elif isinstance(z, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in z):
+    elif isinstance(z, (list, tuple)):
+        bad = next((k for k, t in enumerate(z) if not isinstance(t, torch.Tensor)), None)
+        if bad is not None:
+            raise TypeError(f"noised_latents must be {accepted}; a list or tuple must hold only tensors, "
+                            f"latent {bad} is {type(z[bad]).__name__}")
         if len(z) != n + 1:
             raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents")
         bad = next((k for k, t in enumerate(z) if tuple(t.shape) not in shapes), None)

@@ -95,6 +95,22 @@ def test_noised_latents_are_checked_for_values_shapes_and_dtype(model):
         noised_latents(x0, sigmas, lazy="no")
 
 
+def test_a_list_of_noised_latents_must_hold_only_tensors_each_checked(model):
+    x0, sigmas = setup(model)
+    stack = noised_latents(x0, sigmas, generator=generator(1))
+    bad = stack.clone()
+    bad[2] = float("nan")
+    cases = [
+        (list(bad)[:-1] + [None], TypeError, "noised_latents must be .* hold only tensors, latent 6 is NoneType"),
+        ([torch.zeros(1, 4, 1, 1)] * (len(sigmas) - 1) + [0], TypeError, "latent 6 is int"),
+        ([0.0] * len(sigmas), TypeError, "latent 0 is float"),
+        (tuple(bad), ValueError, "noised_latents contain NaN or inf"),
+    ]
+    for given, error, message in cases:
+        with pytest.raises(error, match=message):
+            SAMPLERS["euler"](model, x0, sigmas, noised_latents=given, disable=True)
+
+
 # ---------------------------------------------------------------- masks
 
 
