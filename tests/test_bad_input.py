@@ -8,6 +8,7 @@ import torch
 
 from itermix_kdiff import SAMPLERS, ItermixOptions, noised_latents
 from itermix_kdiff.demofusion import DilatedDenoiser
+from itermix_kdiff.noised import LazyNoisedLatents
 from itermix_kdiff.sigmas import get_sigmas
 
 from .kd_models import discrete_denoiser, sd_alphas_cumprod
@@ -109,6 +110,26 @@ def test_a_list_of_noised_latents_must_hold_only_tensors_each_checked(model):
     for given, error, message in cases:
         with pytest.raises(error, match=message):
             SAMPLERS["euler"](model, x0, sigmas, noised_latents=given, disable=True)
+
+
+def test_a_lazy_source_built_directly_checks_its_sigmas_and_noise():
+    x0 = torch.randn((1, 4, 8, 8), generator=generator(0))
+    sigmas = torch.tensor([10.0, 1.0, 0.0])
+    cases = [
+        (dict(sigmas=torch.tensor([10.0, float("nan"), 0.0]), base_seed=1), "sigmas must be finite"),
+        (dict(sigmas=torch.tensor([10.0, -1.0, 0.0]), base_seed=1), "sigmas must be finite and >= 0"),
+        (dict(sigmas=sigmas, shared_noise=torch.full_like(x0, float("nan"))), "shared_noise contains NaN"),
+        (dict(sigmas=sigmas, shared_noise=torch.zeros(1, 4, 1, 1)), "shared_noise must be a tensor of x0's shape"),
+        (dict(sigmas=sigmas, shared_noise=torch.zeros_like(x0).double()), "x0's shape, dtype and device"),
+        (dict(sigmas=sigmas, base_seed=[1, 2]), "base_seed holds 2 seeds for a batch of 1"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            LazyNoisedLatents(x0, **kwargs)
+    with pytest.raises(TypeError, match="base_seed must be an int"):
+        LazyNoisedLatents(x0, sigmas, base_seed=1.5)
+    with pytest.raises(ValueError, match="x0 contains NaN"):
+        LazyNoisedLatents(torch.full_like(x0, float("nan")), sigmas, base_seed=1)
 
 
 # ---------------------------------------------------------------- masks
