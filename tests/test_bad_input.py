@@ -155,6 +155,25 @@ def test_mask_values_must_lie_in_zero_one(model, value, message):
                           disable=True)
 
 
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "heun"])
+def test_the_mask_dtype_never_changes_the_runs_dtype(model, name):
+    x0, sigmas = setup(model)
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., :4] = 0.0
+    run = SAMPLERS[name]
+    out = run(model, x0, sigmas, denoise_mask=mask, generator=generator(2), disable=True)
+    wide = run(model, x0, sigmas, denoise_mask=mask.double(), generator=generator(2), disable=True)
+    assert wide.dtype == torch.float32
+    torch.testing.assert_close(wide, out)
+
+    def half_model(x, sigma, **kwargs):  # as a webui runs a float32 model on a half latent
+        return model(x.float(), sigma, **kwargs).to(x.dtype)
+
+    half = run(half_model, x0.half(), sigmas, denoise_mask=mask, generator=generator(2), disable=True)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert torch.equal(half[..., :4], x0.half()[..., :4])  # kept where the mask is 0
+
+
 # ---------------------------------------------------------------- option relations
 
 
