@@ -189,6 +189,39 @@ def test_option_relations_are_checked_where_the_options_are_made(model):
         SAMPLERS["dpmpp_2m"](model, x0, sigmas, blend_min=0.9, blend_max=0.1, disable=True)
 
 
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "lcm", "euler_perlin", "heun"])
+@pytest.mark.parametrize("n, options, cause", [
+    (6, dict(blend_max=0.0), r"blend_max=0\)"),
+    (6, dict(alpha_1=1e6), r"alpha_1=1000000.0 with the cosine schedule"),
+    (1, dict(), r"steps=1: the cosine schedule's c1 starts at 0"),
+    (1, dict(blending_schedule="linear"), r"steps=1: the linear schedule's c1 starts at 0"),
+    (6, dict(blending_schedule="linear", start_blending_at_pct=0.5, schedule_steps=20),
+     r"start_blending_at_pct=0.5: c1 is 0 before step 10"),
+])
+def test_a_run_whose_every_step_the_blend_throws_away_is_refused(model, name, n, options, cause):
+    x0, sigmas = setup(model, n=n)
+    model.inner_model.calls = 0
+    with pytest.raises(ValueError, match=f"every c1 is 0 for this run of {n} step\\(s\\) \\({cause}.*no step would be"):
+        SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options)
+    assert model.inner_model.calls == 0
+    # mixing before the step, or only where a mixing mask lets it, still samples
+    SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options, mix="before_step")
+    SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options,
+                   mixing_masks=torch.zeros(1, 1, 1, 8, 8))
+    assert model.inner_model.calls > 0
+
+
+def test_start_blending_at_pct_is_ignored_by_cosine_and_demofusion_as_the_readme_says(model):
+    from itermix_kdiff.blending_schedules import blending_schedule
+
+    for schedule in ("cosine", "demofusion"):
+        assert torch.equal(blending_schedule(10, schedule, start_blending_at_pct=0.6), blending_schedule(10, schedule))
+    assert not torch.equal(blending_schedule(10, "linear", start_blending_at_pct=0.6), blending_schedule(10, "linear"))
+    with open("README.md") as f:
+        readme = f.read()
+    assert "| `start_blending_at_pct` | 0.0 | before `int(pct * n)`, `c1 = 0` (`linear`, `logistic`; `cosine` and `demofusion` ignore it" in readme
+
+
 def test_wrapped_samplers_check_their_own_keywords(model):
     x0, sigmas = setup(model)
     for name, value, error, message in [("euler_ancestral", float("nan"), ValueError, "eta must be finite"),
