@@ -10,6 +10,7 @@ from itermix_kdiff import SAMPLERS, ItermixOptions, noised_latents
 from itermix_kdiff.demofusion import DilatedDenoiser
 from itermix_kdiff.noised import LazyNoisedLatents
 from itermix_kdiff.sigmas import get_sigmas
+from itermix_kdiff.statistics import match_statistics
 
 from .kd_models import discrete_denoiser, sd_alphas_cumprod
 
@@ -219,7 +220,8 @@ def test_start_blending_at_pct_is_ignored_by_cosine_and_demofusion_as_the_readme
     assert not torch.equal(blending_schedule(10, "linear", start_blending_at_pct=0.6), blending_schedule(10, "linear"))
     with open("README.md") as f:
         readme = f.read()
-    assert "| `start_blending_at_pct` | 0.0 | before `int(pct * n)`, `c1 = 0` (`linear`, `logistic`; `cosine` and `demofusion` ignore it" in readme
+    assert ("| `start_blending_at_pct` | 0.0 | before `int(pct * n)`, `c1 = 0` (`linear`, `logistic`; "
+            "`cosine` and `demofusion` ignore it") in readme
 
 
 def test_wrapped_samplers_check_their_own_keywords(model):
@@ -242,10 +244,24 @@ def test_samplers_without_churn_refuse_the_churn_options(model, name, option):
 
 
 def test_dilated_denoiser_keeps_a_constant_latent_finite():
-    constant = torch.full((1, 4, 16, 16), 0.25)
-    out = DilatedDenoiser(lambda x, sigma: x * 0.5, factor=2, blur_sigma=0.8)(constant, torch.tensor([1.0]))
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, torch.full_like(constant, 0.125))
+    # a zero latent stays constant through the zero-padded blur, so its std is exactly 0
+    zero = torch.zeros((1, 4, 16, 16))
+    out = DilatedDenoiser(lambda x, sigma: x * 0.5, factor=2, blur_sigma=0.8)(zero, torch.tensor([1.0]))
+    assert torch.equal(out, zero)
+    like = torch.randn((2, 4, 3, 3), generator=generator(0))
+    matched = match_statistics(torch.full((2, 4, 3, 3), 0.25), like)
+    torch.testing.assert_close(matched, like.mean((1, 2, 3), keepdim=True).expand_as(like))
+
+
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m"])
+def test_normalize_on_mean_on_a_one_pixel_latent_gives_no_nan(model, name):
+    x0 = torch.randn((1, 4, 1, 1), generator=generator(0))
+    sigmas = model.get_sigmas(4)
+    with pytest.warns(DeprecationWarning, match="normalize_on_mean"):
+        out = SAMPLERS[name](model, x0, sigmas, normalize_on_mean=True, generator=generator(1), disable=True)
+    assert torch.equal(out, x0)  # one value per channel: matched to the input's, which it is
+    x = torch.randn((2, 3, 1, 1), generator=generator(2))
+    assert torch.equal(match_statistics(x, x0[:, :3].expand(2, 3, 1, 1), dims=(2, 3)), x0[:, :3].expand(2, 3, 1, 1))
 
 
 # ---------------------------------------------------------------- randomness
