@@ -235,6 +235,19 @@ def test_wrapped_samplers_check_their_own_keywords(model):
             SAMPLERS[name](model, x0, sigmas, disable=True, **{keyword: value})
 
 
+@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_sde", "dpmpp_2m_sde"])
+def test_a_wrapped_sampler_refuses_seed_with_its_own_noise_sampler(model, name):
+    x0, sigmas = setup(model)
+
+    def noise_sampler(sigma, sigma_next):
+        return torch.zeros_like(x0)
+
+    with pytest.raises(TypeError, match="give seed or noise_sampler, not both"):
+        SAMPLERS[name](model, x0, sigmas, noise_sampler=noise_sampler, seed=3, disable=True)
+    SAMPLERS[name](model, x0, sigmas, noise_sampler=noise_sampler, disable=True)
+    SAMPLERS[name](model, x0, sigmas, seed=3, disable=True)
+
+
 @pytest.mark.parametrize("name", ["dpmpp_2m", "lcm"])
 @pytest.mark.parametrize("option", ["s_churn", "s_noise", "s_tmin", "s_tmax"])
 def test_samplers_without_churn_refuse_the_churn_options(model, name, option):
