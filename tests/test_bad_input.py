@@ -2,6 +2,7 @@
 generators it is given; the callback cannot change the caller's tensors."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,8 +219,7 @@ def test_start_blending_at_pct_is_ignored_by_cosine_and_demofusion_as_the_readme
     for schedule in ("cosine", "demofusion"):
         assert torch.equal(blending_schedule(10, schedule, start_blending_at_pct=0.6), blending_schedule(10, schedule))
     assert not torch.equal(blending_schedule(10, "linear", start_blending_at_pct=0.6), blending_schedule(10, "linear"))
-    with open("README.md") as f:
-        readme = f.read()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert ("| `start_blending_at_pct` | 0.0 | before `int(pct * n)`, `c1 = 0` (`linear`, `logistic`; "
             "`cosine` and `demofusion` ignore it") in readme
 
