@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 
 from .blending import masked_blend
-from .blending_schedules import sampler_weights
+from .blending_schedules import check_some_step_kept, sampler_weights
 from .masks import check_mask, check_mask_values, denoise_mask_at, mask_after, mask_before, masked_latents
 from .noised import (CheckedLatents, LazyNoisedLatents, NoisedLatents, check_noised_latents, per_row,
                      noised_latents as make_noised_latents)
@@ -103,7 +103,9 @@ def prepare_run(model: Any, x: torch.Tensor, sigmas: torch.Tensor,
         warnings.warn("normalize_on_mean is deprecated (as in the reference); it still matches the "
                       "result's per-channel mean and std to the input latent's", DeprecationWarning,
                       stacklevel=4)
-    return sampler_weights(model, sigmas, opts)
+    c1 = sampler_weights(model, sigmas, opts)
+    check_some_step_kept(c1, opts, opts.mixing_masks is not None)
+    return c1
 
 
 def pass_source(x: torch.Tensor, sigmas: torch.Tensor, start: int,

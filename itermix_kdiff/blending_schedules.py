@@ -133,6 +133,28 @@ def mixing_weights(n: int, opts: "ItermixOptions", progress: Optional[torch.Tens
     return c1[offset:offset + n]
 
 
+def check_some_step_kept(c1: torch.Tensor, opts: "ItermixOptions", mixing_masks: bool) -> None:
+    """Refuse a run whose every step the blend would throw away: with ``mix="after_step"`` and
+    no mixing masks, ``c1 == 0`` everywhere returns the noised latent without sampling
+    anything. The error names what made every ``c1`` 0."""
+    if opts.mix != "after_step" or mixing_masks or bool((c1 > 0).any()):
+        return
+    n = len(c1)
+    start = pct_to_step(opts.start_blending_at_pct, opts.schedule_steps or n, 0)
+    schedule = opts.blending_schedule
+    if opts.blend_max == 0:
+        cause = "blend_max=0"
+    elif schedule in ("linear", "logistic") and start >= opts.schedule_offset + n:
+        cause = f"start_blending_at_pct={opts.start_blending_at_pct}: c1 is 0 before step {start}"
+    elif n == 1 and opts.schedule_offset == 0:
+        cause = f"steps=1: the {schedule} schedule's c1 starts at 0; give at least 2 steps"
+    else:  # the power underflows float32
+        cause = f"alpha_1={opts.alpha_1} with the {schedule} schedule"
+    raise ValueError(f"every c1 is 0 for this run of {n} step(s) ({cause}): with mix='after_step' every "
+                     f"step's result would be thrown away and the noised latent returned, so no step would "
+                     f"be sampled")
+
+
 def blending_schedule(steps: int, schedule: str = "cosine", *, progress: Optional[torch.Tensor] = None,
                       **options: Any) -> torch.Tensor:
     """``c1`` over ``steps`` steps for the named schedule: :func:`mixing_weights` with

@@ -16,8 +16,8 @@ the demo's procedural dataset, with the ground truth at the target size). Each 2
 upscales (bicubic or bislerp), runs the itermix sampler over the full schedule and cleans
 up with a low-denoise img2img pass; a hires-fix img2img chain is run alongside for
 comparison. The output folder gets every stage's images, ``comparison.png`` and
-``run.json`` (every setting, seed and timing; written when the run starts and after every
-stage, so an interrupted run says where it stopped).
+``run.json`` (every setting, seed and timing; written before the weights load and after
+every stage, so an interrupted run says where it stopped).
 
 Every field of :class:`itermix_kdiff.options.ItermixOptions` is a flag (``--alpha-1``,
 ``--blending-schedule`` ...; masks are image files), applied on top of ``--preset``.
@@ -45,9 +45,12 @@ from .blending_schedules import BLENDING_SCHEDULES
 from .noised import NOISE_KINDS
 from .options import MIX_MODES, OPTION_NAMES, PRESETS, ItermixOptions, make_options
 from .pipeline import MAX_SEED, UPSCALE_METHODS
-from .sigmas import SCHEDULERS
+from .sigmas import RANGE_SCHEDULERS, SCHEDULERS, TABLE_SCHEDULERS
 
 PROG = "itermix-upscale"
+
+#: The largest --cfg-scale (ComfyUI's limit).
+MAX_CFG_SCALE = 100.0
 
 #: ItermixOptions fields that are not plain flags, and where the CLI takes them from.
 NOT_FLAGS = {
@@ -221,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="itermix sampler (itermix_kdiff.SAMPLERS)")
     r.add_argument("--sampler-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="a keyword of the sampler itself, e.g. perlin_mode=latents or eta=0.5 (repeatable)")
-    r.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=number_type(float, low=0.0), default=None,
-                   help="classifier-free guidance scale (default: 3 for class-conditional models, 7.5 for SD)")
+    # bounded as ComfyUI bounds it: far larger scales overflow the guided output to inf
+    r.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=number_type(float, low=0.0, high=MAX_CFG_SCALE),
+                   default=None, help="classifier-free guidance scale (default: 3 for class-conditional models, "
+                                      "7.5 for SD)")
     r.add_argument("--seed", type=number_type(int, low=0, high=MAX_SEED), default=0,
                    help="seeds every random draw (run.json 'seeds')")
     r.add_argument("--upscale", choices=UPSCALE_METHODS, default="bicubic",
@@ -262,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 def as_flags(message: str) -> str:
     """An option error with the option names written as the flags (``alpha_1`` -> ``--alpha-1``)."""
     names = "|".join(sorted(OPTION_NAMES, key=len, reverse=True))
-    return re.sub(rf"\b({names})\b", lambda m: flag(m.group(1)), message)
+    message = re.sub(rf"\b({names})\b", lambda m: flag(m.group(1)), message)
+    return re.sub(r"(?<![\w-])steps=", "--steps ", message)  # the run's step count, not --schedule-steps
 
 
 def parse_value(text: str) -> Any:
@@ -322,15 +328,19 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Res
     """Check everything that needs no model weights; a problem is an argparse error (status 2)."""
     import inspect
 
-    from .blending_schedules import mixing_weights
+    from .blending_schedules import check_some_step_kept, mixing_weights
     from .wrap import SAMPLERS, check_sampler_keywords
 
     if args.config is not None and args.checkpoint is None:
         parser.error("--config needs --checkpoint (give both, only --checkpoint, or neither for the shipped model)")
     sd = check_sd_args(parser, args)
+    if not sd and args.scheduler in TABLE_SCHEDULERS:
+        parser.error(f"--scheduler {args.scheduler} needs a model with a discrete noise table (a Stable Diffusion "
+                     f"--checkpoint); this model is continuous: use one of {', '.join(RANGE_SCHEDULERS)}")
     options = resolve_options(args)
     try:
-        mixing_weights(args.steps, make_options(**options))
+        opts = make_options(**options)
+        check_some_step_kept(mixing_weights(args.steps, opts), opts, args.mixing_mask is not None)
     except (ValueError, TypeError) as e:
         parser.error(as_flags(str(e)))
     sampler_kwargs = {}
@@ -362,8 +372,14 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Res
 def check_sd_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
     """Whether ``--checkpoint`` is a Stable Diffusion checkpoint (read from its header), and the
     flags that go with each kind of model; sets ``args.cfg_scale`` when it was not given."""
+    from .models import check_safetensors
     from .pipeline import is_sd_checkpoint
 
+    if args.checkpoint is not None and not args.checkpoint.is_dir():
+        try:  # a missing file or a pickle says so, not that it is no SD checkpoint
+            check_safetensors(args.checkpoint)
+        except (OSError, ValueError) as e:
+            parser.error(f"--checkpoint: {e}")
     sd = args.checkpoint is not None and is_sd_checkpoint(args.checkpoint)
     if args.cfg_scale is None:
         args.cfg_scale = 7.5 if sd else 3.0
@@ -474,7 +490,13 @@ def prepare(args: argparse.Namespace, device: str, sd: bool = False) -> Inputs:
     mixing_mask = pipeline.load_mask(args.mixing_mask, "--mixing-mask") if args.mixing_mask else None
     if sd:
         return prepare_sd(args, device, denoise_mask, mixing_mask)
-    config, config_path, checkpoint = pipeline.read_model_config(args.config, args.checkpoint)
+    try:
+        config, config_path, checkpoint = pipeline.read_model_config(args.config, args.checkpoint)
+    except ValueError as e:
+        if args.checkpoint is None:
+            raise
+        # check_sd_args checked the checkpoint file: what is left is the config, given or in its metadata
+        raise ValueError(f"{'--config' if args.config is not None else '--checkpoint'}: {e}") from None
     num_classes, class_names = pipeline.model_classes(config)
     truth = scene_labels = None
     if args.input is not None:
@@ -500,6 +522,17 @@ def prepare(args: argparse.Namespace, device: str, sd: bool = False) -> Inputs:
     if labels is not None:
         labels = labels.to(device)
     return Inputs(device, model, base, truth, labels, count, source, denoise_mask, mixing_mask, load_seconds)
+
+
+def schedule_sigmas(args: argparse.Namespace, inputs: Inputs) -> Any:
+    """The run's sigmas on its device; a schedule this model cannot give for --steps (too many
+    steps for a table schedule) is a ValueError naming the flags."""
+    from . import pipeline
+
+    try:
+        return pipeline.schedule_sigmas(inputs.model, args.scheduler, args.steps).to(inputs.device)
+    except ValueError as e:
+        raise ValueError(f"--scheduler {args.scheduler}: {as_flags(str(e))}") from None
 
 
 def prepare_sd(args: argparse.Namespace, device: Any, denoise_mask: Any, mixing_mask: Any) -> Inputs:
@@ -601,17 +634,16 @@ def model_record(model: Any) -> Dict[str, Any]:
             "classes": list(model.class_names)}
 
 
-def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequence[str],
-                 sigmas: Any, seeds: Dict[str, Any]) -> Dict[str, Any]:
-    """run.json as the run starts (``status: running``): the command, versions, model, source,
-    every setting and resolved option, the seeds, the sigmas and ``c1``."""
+def start_record(args: argparse.Namespace, resolved: Resolved, argv: Sequence[str]) -> Dict[str, Any]:
+    """run.json before the weights load (``status: running``, ``stopped_at: load_model``): the
+    command, versions, every setting and resolved option and the seeds; :func:`loaded_record`
+    adds the model, the source, the sigmas and ``c1``."""
     import torch
 
     import itermix_kdiff
 
-    from .blending_schedules import sampler_weights
+    from . import pipeline
 
-    model = inputs.model
     opts = make_options(**resolved.options)
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in NOT_FLAGS}
     options["denoise_mask"] = str(args.denoise_mask) if args.denoise_mask else None
@@ -620,30 +652,46 @@ def start_record(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, a
                 "sampler_args": resolved.sampler_kwargs, "cfg_scale": args.cfg_scale, "seed": args.seed,
                 "upscale": args.upscale, "cleanup_denoise": args.cleanup_denoise,
                 "hires_denoise": args.hires_denoise, "preset": args.preset,
-                "device": str(inputs.device), "threads": torch.get_num_threads(),
+                "device": str(torch.device(resolved.device)), "threads": args.threads or torch.get_num_threads(),
                 "sampler_seed": "the stage's itermix seed" if resolved.seed_keyword else None}
-    if model.sd is not None:
+    if resolved.sd:
         settings.update(prompt=args.prompt, negative_prompt=args.negative_prompt or "", width=args.width,
                         height=args.height, vae_tile=args.vae_tile)
     return {
         "status": "running",
-        "stopped_at": None,
+        "stopped_at": "load_model",
         "command": [PROG, *argv],
         "versions": {"itermix_kdiff": itermix_kdiff.__version__, "torch": torch.__version__,
-                     "k_diffusion": _version("k-diffusion"), "diffusers": _version("diffusers") if model.sd else None},
-        "model": model_record(model),
-        "source": inputs.source,
-        "labels": None if inputs.labels is None else [model.class_names[i] for i in inputs.labels.tolist()],
+                     "k_diffusion": _version("k-diffusion"),
+                     "diffusers": _version("diffusers") if resolved.sd else None},
+        "model": {"config": str(args.config) if args.config else None,
+                  "checkpoint": str(args.checkpoint) if args.checkpoint else "the shipped demo model"},
+        "source": None,
+        "labels": None,
         "settings": settings,
         "options": options,
-        "seeds": seeds,
-        "sigmas": [round(s, 6) for s in sigmas.tolist()],
-        "c1": [round(c, 6) for c in sampler_weights(model.denoiser, sigmas.cpu(), opts).tolist()],
+        "seeds": pipeline.stage_seeds(args.seed, args.scale.bit_length() - 1),
+        "sigmas": None,
+        "c1": None,
         "stages": [],
-        "timings": {"load_model": inputs.load_seconds},
+        "timings": {},
         "metrics": {},
         "files": ["run.json"],
     }
+
+
+def loaded_record(record: Dict[str, Any], resolved: Resolved, inputs: Inputs, sigmas: Any) -> None:
+    """Add what is known once the weights are loaded to :func:`start_record`'s ``record``: the
+    model, the source and its labels, the sigmas and ``c1``."""
+    from .blending_schedules import sampler_weights
+
+    model = inputs.model
+    record.update(stopped_at=None, model=model_record(model), source=inputs.source,
+                  labels=None if inputs.labels is None else [model.class_names[i] for i in inputs.labels.tolist()],
+                  sigmas=[round(s, 6) for s in sigmas.tolist()],
+                  c1=[round(c, 6) for c in sampler_weights(model.denoiser, sigmas.cpu(),
+                                                           make_options(**resolved.options)).tolist()])
+    record["timings"]["load_model"] = inputs.load_seconds
 
 
 # ---------------------------------------------------------------- the run
@@ -717,10 +765,19 @@ def write_outputs(args: argparse.Namespace, inputs: Inputs, base: Any, stages: L
                          for label, images in columns}
 
 
-def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequence[str]) -> Dict[str, Any]:
-    """Run the pipeline for checked ``args`` and ``inputs``, writing run.json as it starts and
-    after every stage; returns run.json's dict. An exception (or Ctrl-C) records the status
-    ``interrupted`` or ``failed`` and where it stopped, then propagates."""
+def record_stop(out: Path, record: Dict[str, Any], error: BaseException) -> None:
+    """Record in run.json that the run stopped on ``error``: ``interrupted`` for Ctrl-C, else ``failed``."""
+    record["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    record["error"] = f"{type(error).__name__}: {error}"
+    write_record(out, record)
+
+
+def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, sigmas: Any,
+        record: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the pipeline for checked ``args`` and ``inputs`` over ``sigmas``, writing run.json
+    (``record``, from :func:`loaded_record`) as it starts and after every stage; returns it.
+    An exception (or Ctrl-C) records the status ``interrupted`` or ``failed`` and where it
+    stopped, then propagates."""
     from tqdm.auto import tqdm
 
     from . import pipeline
@@ -729,11 +786,9 @@ def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequ
     t_start = time.perf_counter()
     model, out = inputs.model, args.out
     stages_n = args.scale.bit_length() - 1
-    seeds = pipeline.stage_seeds(args.seed, stages_n)
-    sigmas = pipeline.schedule_sigmas(model, args.scheduler, args.steps).to(inputs.device)
+    seeds = record["seeds"]
     conditioning = stage_conditioning(args, model)
     disable = True if args.quiet else None
-    record = start_record(args, resolved, inputs, argv, sigmas, seeds)
     write_record(out, record)
     # one tick per pass: the base, then itermix, cleanup and hires-fix per stage
     bar = tqdm(total=1 + 3 * stages_n, desc="passes", disable=args.quiet, position=0)
@@ -781,9 +836,7 @@ def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, argv: Sequ
         write_outputs(args, inputs, base_pixels, decoded, record)
     except BaseException as e:
         bar.close()
-        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        write_record(out, record)
+        record_stop(out, record, e)
         raise
     bar.update(1)
     bar.close()
@@ -803,13 +856,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         created = prepare_out(args.out, args.overwrite)
     except ValueError as e:
         parser.error(str(e))
+    record = start_record(args, resolved, argv)
+    write_record(args.out, record)  # an interrupted load leaves a record of what was asked
     try:
         inputs = prepare(args, resolved.device, resolved.sd)
+        sigmas = schedule_sigmas(args, inputs)
     except (FileNotFoundError, ValueError) as e:
+        (args.out / "run.json").unlink()
         if created and not any(args.out.iterdir()):
             args.out.rmdir()
         parser.error(str(e))
-    record = run(args, resolved, inputs, argv)
+    except BaseException as e:
+        record_stop(args.out, record, e)
+        raise
+    loaded_record(record, resolved, inputs, sigmas)
+    record = run(args, resolved, inputs, sigmas, record)
     if not args.quiet:
         print(f"wrote {len(record['files'])} files to {args.out} in {record['timings']['total']:.1f} s")
     return 0

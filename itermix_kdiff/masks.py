@@ -48,7 +48,7 @@ def mask_before(x: torch.Tensor, z: torch.Tensor, x0: torch.Tensor,
     """A4 ``mask_before``: ``x M' + x0 (1 - M')`` and the same for ``z'``."""
     if mask is None:
         return x, z
-    mask = mask.to(x.dtype)
+    mask = mask.to(x.device, x.dtype)
     keep = x0 * (1. - mask)
     return x * mask + keep, z * mask + keep
 
@@ -57,7 +57,7 @@ def mask_after(x: torch.Tensor, x0: torch.Tensor, mask: Optional[torch.Tensor]) 
     """A4 ``mask_after``: ``x M' + x0 (1 - M')``."""
     if mask is None:
         return x
-    mask = mask.to(x.dtype)
+    mask = mask.to(x.device, x.dtype)
     return x * mask + x0 * (1. - mask)
 
 
@@ -73,5 +73,5 @@ def masked_latents(z: NoisedLatents, shape: torch.Size, sigmas: torch.Tensor, st
             if mask_fn is not None:
                 mask = check_mask("denoise_mask_fn's result", mask_fn(sigmas[k].reshape(1).to(mask.device), mask),
                                   shape)
-            z_k = z_k * mask
+            z_k = z_k * mask.to(z_k.device, z_k.dtype)  # a float64 or CPU mask must not change the run
         yield z_k

@@ -68,7 +68,12 @@ def read_safetensors_config(checkpoint: PathLike) -> Optional[Dict[str, Any]]:
     check_safetensors(path)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
-    return json.loads(metadata["config"]) if "config" in metadata else None
+    if "config" not in metadata:
+        return None
+    try:
+        return json.loads(metadata["config"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the 'config' metadata of checkpoint {path} is not valid JSON: {e}") from None
 
 
 def load_kdiffusion_model(config: Union[PathLike, Dict[str, Any], None], checkpoint: PathLike, *,

@@ -25,6 +25,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from ._checks import check_int
+
 NOISE_KINDS = ("independent", "shared")
 
 #: A run's source of randomness: None (the global RNG), one generator, or one per batch row.
@@ -76,6 +78,24 @@ class LazyNoisedLatents:
                  shared_noise: Optional[torch.Tensor] = None, base_seed: Optional[Seeds] = None):
         if (shared_noise is None) == (base_seed is None):
             raise ValueError("give exactly one of shared_noise and base_seed")
+        check_clean_latent(x0)
+        check_noise_sigmas(sigmas)
+        if shared_noise is not None:
+            if (not isinstance(shared_noise, torch.Tensor) or shared_noise.shape != x0.shape
+                    or shared_noise.dtype != x0.dtype or shared_noise.device != x0.device):
+                got = (f"{tuple(shared_noise.shape)}, {shared_noise.dtype}, {shared_noise.device}"
+                       if isinstance(shared_noise, torch.Tensor) else type(shared_noise).__name__)
+                raise ValueError(f"shared_noise must be a tensor of x0's shape, dtype and device "
+                                 f"({tuple(x0.shape)}, {x0.dtype}, {x0.device}); got {got}")
+            if not torch.isfinite(shared_noise).all():
+                raise ValueError("shared_noise contains NaN or inf")
+        else:
+            seeds = base_seed if isinstance(base_seed, (list, tuple)) else [base_seed]
+            for seed in seeds:
+                check_int("base_seed", seed, low=0)
+            if isinstance(base_seed, (list, tuple)) and len(base_seed) != x0.shape[0]:
+                raise ValueError(f"base_seed holds {len(base_seed)} seeds for a batch of {x0.shape[0]}: "
+                                 f"give one per batch row")
         self.x0 = x0
         self.sigmas = sigmas
         self.shared_noise = shared_noise
@@ -129,7 +149,11 @@ def check_noised_latents(z: NoisedLatents, x: torch.Tensor, n: int) -> None:
         if len(z) != n + 1 or tuple(z.shape[1:]) not in shapes:
             raise ValueError(f"noised_latents must be {accepted}; got shape {tuple(z.shape)}")
         tensors = [z]
-    elif isinstance(z, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in z):
+    elif isinstance(z, (list, tuple)):
+        bad = next((k for k, t in enumerate(z) if not isinstance(t, torch.Tensor)), None)
+        if bad is not None:
+            raise TypeError(f"noised_latents must be {accepted}; a list or tuple must hold only tensors, "
+                            f"latent {bad} is {type(z[bad]).__name__}")
         if len(z) != n + 1:
             raise ValueError(f"noised_latents must be {accepted}; got {len(z)} latents")
         bad = next((k for k, t in enumerate(z) if tuple(t.shape) not in shapes), None)
@@ -240,14 +264,8 @@ def noised_latents(
     With one generator per batch row, row b's base seed (or shared noise) is drawn from
     generator b, so each row holds the numbers it would hold alone.
     """
-    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.ndim < 2:
-        raise TypeError("x0 must be a floating-point tensor with a leading batch dimension (B, ...)")
-    if not torch.isfinite(x0).all():
-        raise ValueError("x0 contains NaN or inf")
-    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 1 or not sigmas.is_floating_point():
-        raise ValueError("sigmas must be a non-empty 1-D floating-point tensor")
-    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
-        raise ValueError("sigmas must be finite and >= 0")
+    check_clean_latent(x0)
+    check_noise_sigmas(sigmas)
     if noise not in NOISE_KINDS:
         raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
     check_generator(generator)
@@ -272,6 +290,23 @@ def noised_latents(
     for k in range(n1):
         step_noise(x0, base_seed, k, out=eps[k])
     return add_noise_(x0, eps, _per_step(sigmas, x0.ndim))
+
+
+def check_clean_latent(x0: torch.Tensor) -> None:
+    """The clean latent that noised latents are made from: a finite floating-point ``(B, ...)`` tensor."""
+    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.ndim < 2:
+        raise TypeError("x0 must be a floating-point tensor with a leading batch dimension (B, ...)")
+    if not torch.isfinite(x0).all():
+        raise ValueError("x0 contains NaN or inf")
+
+
+def check_noise_sigmas(sigmas: torch.Tensor) -> None:
+    """The noise levels of noised latents: a non-empty 1-D floating-point tensor, finite and >= 0
+    (unlike a sampling schedule, any order: the batch unsampler gives them rising)."""
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or len(sigmas) < 1 or not sigmas.is_floating_point():
+        raise ValueError("sigmas must be a non-empty 1-D floating-point tensor")
+    if not torch.isfinite(sigmas).all() or (sigmas < 0).any():
+        raise ValueError("sigmas must be finite and >= 0")
 
 
 def add_noise_(x0: torch.Tensor, eps: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:

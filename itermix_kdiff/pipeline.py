@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -163,9 +164,46 @@ def read_config(config: PathLike) -> Dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"model config {path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        raise ValueError(f"model config {path} has no 'model' section (k-diffusion's configs/*.json schema)")
-    return data
+    return check_model_config(data, f"model config {path}")
+
+
+def check_model_config(config: Any, source: str) -> Dict[str, Any]:
+    """``config`` (read from ``source``, named in the errors) as the pipeline reads it: a dict
+    whose ``model`` section describes an RGB pixel-space model (``input_channels`` 3) with an
+    ``input_size``, a sigma range and, where given, well-typed ``patch_size``, ``depths``,
+    ``mapping_cond_dim`` and ``dataset.classes``. Returned as given; a forged or broken config
+    is a ValueError here rather than a KeyError deep in the run."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{source} is not a k-diffusion model config (configs/*.json schema): {what}")
+
+    def is_int(v: Any, low: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise bad("it needs a 'model' section (an object)")
+    m = config["model"]
+    if m.get("input_channels") != 3:
+        raise ValueError(f"the pipeline needs an RGB pixel-space model (input_channels 3); "
+                         f"{source} has input_channels {m.get('input_channels')!r}")
+    size = m.get("input_size")
+    if not (is_int(size, 1) or (isinstance(size, list) and len(size) == 2 and all(is_int(v, 1) for v in size))):
+        raise bad(f"model.input_size must be a positive int or [height, width], got {size!r}")
+    ends = [m.get("sigma_min"), m.get("sigma_max")]
+    if not (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in ends)
+            and 0 <= ends[0] < ends[1]):
+        raise bad(f"model.sigma_min and model.sigma_max must be numbers with 0 <= sigma_min < sigma_max, "
+                  f"got {ends[0]!r} and {ends[1]!r}")
+    if m.get("patch_size") is not None and not is_int(m["patch_size"], 1):
+        raise bad(f"model.patch_size must be a positive int, got {m['patch_size']!r}")
+    if m.get("depths") is not None and not (isinstance(m["depths"], list) and m["depths"]):
+        raise bad(f"model.depths must be a non-empty list, got {m['depths']!r}")
+    if m.get("mapping_cond_dim") is not None and not is_int(m["mapping_cond_dim"], 0):
+        raise bad(f"model.mapping_cond_dim must be an int >= 0, got {m['mapping_cond_dim']!r}")
+    dataset = config.get("dataset", {})
+    classes = dataset.get("classes", []) if isinstance(dataset, dict) else None
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise bad(f"dataset.classes must be a list of names, got {dataset!r}")
+    return config
 
 
 def checkpoint_mismatch(config: Dict[str, Any], checkpoint: PathLike) -> str:
@@ -201,8 +239,8 @@ def read_model_config(config: Optional[PathLike] = None, checkpoint: Optional[Pa
     (``itermix_kdiff/demo/weights``); with only a checkpoint, the config in its metadata.
 
     Raises FileNotFoundError for a missing file and ValueError for a checkpoint that is not a
-    whole safetensors file, a config that is not JSON, or a model that is not RGB
-    (``input_channels != 3``).
+    whole safetensors file, a config that is not JSON or not the schema
+    (:func:`check_model_config`), or a model that is not RGB (``input_channels != 3``).
     """
     from . import models
 
@@ -223,9 +261,7 @@ def read_model_config(config: Optional[PathLike] = None, checkpoint: Optional[Pa
         cfg = models.read_safetensors_config(checkpoint)
         if cfg is None:
             raise ValueError(f"{checkpoint} carries no 'config' metadata; give the model config JSON too")
-    if cfg["model"].get("input_channels") != 3:
-        raise ValueError(f"the pipeline needs an RGB pixel-space model (input_channels 3); "
-                         f"this config has input_channels {cfg['model'].get('input_channels')!r}")
+        check_model_config(cfg, f"the 'config' metadata of {checkpoint}")
     return cfg, config_path, checkpoint
 
 

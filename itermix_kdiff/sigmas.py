@@ -373,11 +373,15 @@ def get_sigmas(model, scheduler: str, steps: int, denoise: float = 1.0, *,
     ``denoise > 0.9999``: ``SCHEDULERS[scheduler](steps)``. Otherwise the schedule for
     ``int(steps / denoise)`` steps, of which the last ``steps + 1`` sigmas are kept (so the run
     starts part-way down the full schedule). ``denoise == 0`` gives an empty tensor (ComfyUI's
-    ``BasicScheduler`` does so; the reference node divides by zero).
+    ``BasicScheduler`` does so; the reference node divides by zero). Every sampler here refuses
+    it (``check_sigmas`` needs at least 2 values): it is kept for parity with ComfyUI, whose
+    sampling skips a run with no sigmas, so a caller must do the same.
 
     Normally ``steps + 1`` sigmas ending in 0; ``ddim_uniform`` and ``beta`` follow ComfyUI's
-    lengths (see their docstrings). ``sigma_min``/``sigma_max``/``config``: see
-    :func:`sigma_range`. Returns float32 on ``device``.
+    lengths (see their docstrings). A schedule with a repeated sigma, which the samplers refuse,
+    is a ValueError naming ``steps`` (too many for the table or for float32) or ``sigma_min``
+    (0 for a schedule that reaches it before the final 0, such as ``karras``).
+    ``sigma_min``/``sigma_max``/``config``: see :func:`sigma_range`. Returns float32 on ``device``.
     """
     name = scheduler_name(scheduler)
     check_int("steps", steps, 1)
@@ -395,8 +399,13 @@ def get_sigmas(model, scheduler: str, steps: int, denoise: float = 1.0, *,
     repeats = int((sigmas[1:] >= sigmas[:-1]).sum())
     if repeats:
         # ComfyUI keeps such schedules; every step of length 0 would divide by zero in our samplers
+        if lo == 0 and bool((sigmas[:-1] == 0).any()):
+            raise ValueError(f"scheduler {name!r} reaches sigma_min=0 before its final 0, a step of length 0: "
+                             f"give sigma_min > 0 (fewer steps do not help)")
+        why = ("its timestep table has too few distinct values for that many steps" if name in TABLE_SCHEDULERS
+               else "float32 cannot tell that many sigmas apart in this range")
         raise ValueError(f"scheduler {name!r} gives {repeats} repeated sigma(s) for steps={steps} on this model "
-                         f"(its timestep table has too few distinct values for that many steps): use fewer steps")
+                         f"({why}): use fewer steps")
     return sigmas.to(device=device, dtype=torch.float32)
 
 
@@ -409,7 +418,9 @@ def get_sigmas_advanced(model, scheduler: str, steps: int, start_at_step: int = 
 
     ``s = get_sigmas(model, scheduler, steps, denoise)``; then ``s = s[:end_at_step + 1]`` when
     ``end_at_step < len(s) - 1``; then ``s = s[start_at_step:]`` when
-    ``start_at_step < len(s) - 1``, else an empty tensor (a slice with no step in it).
+    ``start_at_step < len(s) - 1``, else an empty tensor (a slice with no step in it). As
+    with ``denoise=0`` in :func:`get_sigmas`, the samplers refuse that empty tensor; it is kept
+    for parity with ComfyUI, so a caller skips the run instead.
     The sampler run on such a slice keeps the full run's blending curve with the keywords
     :func:`blending_args_for_split` returns.
     """

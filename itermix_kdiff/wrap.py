@@ -174,7 +174,8 @@ def make_itermix_sampler(sampler_fn: Callable[..., torch.Tensor], *, brownian_no
     (and for ``extra_args``, ``callback``, ``disable``); unknown names raise TypeError.
 
     Noise. A sampler with a ``noise_sampler`` parameter gets one that spans the whole run,
-    unless the caller passes its own: for :data:`BROWNIAN_SAMPLERS` (or ``brownian_noise=True``)
+    unless the caller passes its own (then ``seed``, which seeds only the default, is refused
+    with TypeError): for :data:`BROWNIAN_SAMPLERS` (or ``brownian_noise=True``)
     one ``BrownianTreeNoiseSampler`` over ``[min sigma > 0, max sigma]`` per pass, seeded
     ``seed + pass`` (``seed`` defaults to one number drawn from ``generator``, or the global
     RNG, after the first pass's noised latents); for the others Gaussian draws from a
@@ -240,6 +241,9 @@ def run_wrapped(spec: WrappedSampler, arguments: Dict[str, Any],
     opts, arguments = split_options(arguments)
     seed = arguments.pop("seed", None)
     check_seed(seed)
+    if seed is not None and arguments.get("noise_sampler") is not None:
+        raise TypeError("give seed or noise_sampler, not both: seed seeds the default noise sampler, "
+                        "which noise_sampler replaces")
     step_kwargs = {name: arguments.pop(name) for name in spec.own if name not in OPTION_NAMES}
     check_own_keywords(spec.own, step_kwargs)
     sigmas = arguments["sigmas"]

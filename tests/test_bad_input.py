@@ -2,13 +2,16 @@
 generators it is given; the callback cannot change the caller's tensors."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from itermix_kdiff import SAMPLERS, ItermixOptions, noised_latents
 from itermix_kdiff.demofusion import DilatedDenoiser
+from itermix_kdiff.noised import LazyNoisedLatents
 from itermix_kdiff.sigmas import get_sigmas
+from itermix_kdiff.statistics import match_statistics
 
 from .kd_models import discrete_denoiser, sd_alphas_cumprod
 
@@ -95,6 +98,42 @@ def test_noised_latents_are_checked_for_values_shapes_and_dtype(model):
         noised_latents(x0, sigmas, lazy="no")
 
 
+def test_a_list_of_noised_latents_must_hold_only_tensors_each_checked(model):
+    x0, sigmas = setup(model)
+    stack = noised_latents(x0, sigmas, generator=generator(1))
+    bad = stack.clone()
+    bad[2] = float("nan")
+    cases = [
+        (list(bad)[:-1] + [None], TypeError, "noised_latents must be .* hold only tensors, latent 6 is NoneType"),
+        ([torch.zeros(1, 4, 1, 1)] * (len(sigmas) - 1) + [0], TypeError, "latent 6 is int"),
+        ([0.0] * len(sigmas), TypeError, "latent 0 is float"),
+        (tuple(bad), ValueError, "noised_latents contain NaN or inf"),
+    ]
+    for given, error, message in cases:
+        with pytest.raises(error, match=message):
+            SAMPLERS["euler"](model, x0, sigmas, noised_latents=given, disable=True)
+
+
+def test_a_lazy_source_built_directly_checks_its_sigmas_and_noise():
+    x0 = torch.randn((1, 4, 8, 8), generator=generator(0))
+    sigmas = torch.tensor([10.0, 1.0, 0.0])
+    cases = [
+        (dict(sigmas=torch.tensor([10.0, float("nan"), 0.0]), base_seed=1), "sigmas must be finite"),
+        (dict(sigmas=torch.tensor([10.0, -1.0, 0.0]), base_seed=1), "sigmas must be finite and >= 0"),
+        (dict(sigmas=sigmas, shared_noise=torch.full_like(x0, float("nan"))), "shared_noise contains NaN"),
+        (dict(sigmas=sigmas, shared_noise=torch.zeros(1, 4, 1, 1)), "shared_noise must be a tensor of x0's shape"),
+        (dict(sigmas=sigmas, shared_noise=torch.zeros_like(x0).double()), "x0's shape, dtype and device"),
+        (dict(sigmas=sigmas, base_seed=[1, 2]), "base_seed holds 2 seeds for a batch of 1"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            LazyNoisedLatents(x0, **kwargs)
+    with pytest.raises(TypeError, match="base_seed must be an int"):
+        LazyNoisedLatents(x0, sigmas, base_seed=1.5)
+    with pytest.raises(ValueError, match="x0 contains NaN"):
+        LazyNoisedLatents(torch.full_like(x0, float("nan")), sigmas, base_seed=1)
+
+
 # ---------------------------------------------------------------- masks
 
 
@@ -118,6 +157,25 @@ def test_mask_values_must_lie_in_zero_one(model, value, message):
                           disable=True)
 
 
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "heun"])
+def test_the_mask_dtype_never_changes_the_runs_dtype(model, name):
+    x0, sigmas = setup(model)
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., :4] = 0.0
+    run = SAMPLERS[name]
+    out = run(model, x0, sigmas, denoise_mask=mask, generator=generator(2), disable=True)
+    wide = run(model, x0, sigmas, denoise_mask=mask.double(), generator=generator(2), disable=True)
+    assert wide.dtype == torch.float32
+    torch.testing.assert_close(wide, out)
+
+    def half_model(x, sigma, **kwargs):  # as a webui runs a float32 model on a half latent
+        return model(x.float(), sigma, **kwargs).to(x.dtype)
+
+    half = run(half_model, x0.half(), sigmas, denoise_mask=mask, generator=generator(2), disable=True)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert torch.equal(half[..., :4], x0.half()[..., :4])  # kept where the mask is 0
+
+
 # ---------------------------------------------------------------- option relations
 
 
@@ -133,6 +191,39 @@ def test_option_relations_are_checked_where_the_options_are_made(model):
         SAMPLERS["dpmpp_2m"](model, x0, sigmas, blend_min=0.9, blend_max=0.1, disable=True)
 
 
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "lcm", "euler_perlin", "heun"])
+@pytest.mark.parametrize("n, options, cause", [
+    (6, dict(blend_max=0.0), r"blend_max=0\)"),
+    (6, dict(alpha_1=1e6), r"alpha_1=1000000.0 with the cosine schedule"),
+    (1, dict(), r"steps=1: the cosine schedule's c1 starts at 0"),
+    (1, dict(blending_schedule="linear"), r"steps=1: the linear schedule's c1 starts at 0"),
+    (6, dict(blending_schedule="linear", start_blending_at_pct=0.5, schedule_steps=20),
+     r"start_blending_at_pct=0.5: c1 is 0 before step 10"),
+])
+def test_a_run_whose_every_step_the_blend_throws_away_is_refused(model, name, n, options, cause):
+    x0, sigmas = setup(model, n=n)
+    model.inner_model.calls = 0
+    with pytest.raises(ValueError, match=f"every c1 is 0 for this run of {n} step\\(s\\) \\({cause}.*no step would be"):
+        SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options)
+    assert model.inner_model.calls == 0
+    # mixing before the step, or only where a mixing mask lets it, still samples
+    SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options, mix="before_step")
+    SAMPLERS[name](model, x0, sigmas, generator=generator(0), disable=True, **options,
+                   mixing_masks=torch.zeros(1, 1, 1, 8, 8))
+    assert model.inner_model.calls > 0
+
+
+def test_start_blending_at_pct_is_ignored_by_cosine_and_demofusion_as_the_readme_says(model):
+    from itermix_kdiff.blending_schedules import blending_schedule
+
+    for schedule in ("cosine", "demofusion"):
+        assert torch.equal(blending_schedule(10, schedule, start_blending_at_pct=0.6), blending_schedule(10, schedule))
+    assert not torch.equal(blending_schedule(10, "linear", start_blending_at_pct=0.6), blending_schedule(10, "linear"))
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert ("| `start_blending_at_pct` | 0.0 | before `int(pct * n)`, `c1 = 0` (`linear`, `logistic`; "
+            "`cosine` and `demofusion` ignore it") in readme
+
+
 def test_wrapped_samplers_check_their_own_keywords(model):
     x0, sigmas = setup(model)
     for name, value, error, message in [("euler_ancestral", float("nan"), ValueError, "eta must be finite"),
@@ -144,6 +235,19 @@ def test_wrapped_samplers_check_their_own_keywords(model):
             SAMPLERS[name](model, x0, sigmas, disable=True, **{keyword: value})
 
 
+@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_sde", "dpmpp_2m_sde"])
+def test_a_wrapped_sampler_refuses_seed_with_its_own_noise_sampler(model, name):
+    x0, sigmas = setup(model)
+
+    def noise_sampler(sigma, sigma_next):
+        return torch.zeros_like(x0)
+
+    with pytest.raises(TypeError, match="give seed or noise_sampler, not both"):
+        SAMPLERS[name](model, x0, sigmas, noise_sampler=noise_sampler, seed=3, disable=True)
+    SAMPLERS[name](model, x0, sigmas, noise_sampler=noise_sampler, disable=True)
+    SAMPLERS[name](model, x0, sigmas, seed=3, disable=True)
+
+
 @pytest.mark.parametrize("name", ["dpmpp_2m", "lcm"])
 @pytest.mark.parametrize("option", ["s_churn", "s_noise", "s_tmin", "s_tmax"])
 def test_samplers_without_churn_refuse_the_churn_options(model, name, option):
@@ -153,10 +257,24 @@ def test_samplers_without_churn_refuse_the_churn_options(model, name, option):
 
 
 def test_dilated_denoiser_keeps_a_constant_latent_finite():
-    constant = torch.full((1, 4, 16, 16), 0.25)
-    out = DilatedDenoiser(lambda x, sigma: x * 0.5, factor=2, blur_sigma=0.8)(constant, torch.tensor([1.0]))
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, torch.full_like(constant, 0.125))
+    # a zero latent stays constant through the zero-padded blur, so its std is exactly 0
+    zero = torch.zeros((1, 4, 16, 16))
+    out = DilatedDenoiser(lambda x, sigma: x * 0.5, factor=2, blur_sigma=0.8)(zero, torch.tensor([1.0]))
+    assert torch.equal(out, zero)
+    like = torch.randn((2, 4, 3, 3), generator=generator(0))
+    matched = match_statistics(torch.full((2, 4, 3, 3), 0.25), like)
+    torch.testing.assert_close(matched, like.mean((1, 2, 3), keepdim=True).expand_as(like))
+
+
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m"])
+def test_normalize_on_mean_on_a_one_pixel_latent_gives_no_nan(model, name):
+    x0 = torch.randn((1, 4, 1, 1), generator=generator(0))
+    sigmas = model.get_sigmas(4)
+    with pytest.warns(DeprecationWarning, match="normalize_on_mean"):
+        out = SAMPLERS[name](model, x0, sigmas, normalize_on_mean=True, generator=generator(1), disable=True)
+    assert torch.equal(out, x0)  # one value per channel: matched to the input's, which it is
+    x = torch.randn((2, 3, 1, 1), generator=generator(2))
+    assert torch.equal(match_statistics(x, x0[:, :3].expand(2, 3, 1, 1), dims=(2, 3)), x0[:, :3].expand(2, 3, 1, 1))
 
 
 # ---------------------------------------------------------------- randomness

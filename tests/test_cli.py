@@ -209,6 +209,10 @@ def test_accepted_image_modes_convert_to_rgb(tmp_path):
     (["--config", "x.json"], "--config needs --checkpoint"),
     (["--blend-min", "0.8", "--blend-max", "0.2"], "--blend-min must be <= --blend-max"),
     (["--blending-schedule", "linear", "--start-blending-at-pct", "1"], "--start-blending-at-pct must be < 1"),
+    (["--steps", "1"], "every c1 is 0 for this run of 1 step(s) (--steps 1: the cosine schedule's c1 starts at 0"),
+    (["--steps", "1", "--blending-schedule", "linear"], "(--steps 1: the linear schedule's c1 starts at 0"),
+    (["--blend-max", "0"], "every c1 is 0 for this run of 30 step(s) (--blend-max=0)"),
+    (["--alpha-1", "1e6"], "(--alpha-1=1000000.0 with the cosine schedule)"),
 ])
 def test_bad_flags_are_argparse_errors(tmp_path, capsys, flags, message):
     argv = ["--out", str(tmp_path / "o"), *flags]
@@ -366,6 +370,10 @@ def test_deprecated_model_flag_still_works_and_warns(tiny, tmp_path):
     (["--threads", "0"], "argument --threads: must be >= 1, got 0"),
     (["--threads", "-1"], "argument --threads: must be >= 1, got -1"),
     (["--cfg", "nan"], "argument --cfg-scale/--cfg: a finite number is needed, got 'nan'"),
+    (["--cfg", "1e308"], "argument --cfg-scale/--cfg: must be in [0.0, 100.0], got 1e308"),
+    *[(["--scheduler", name], f"--scheduler {name} needs a model with a discrete noise table (a Stable Diffusion "
+                              f"--checkpoint); this model is continuous: use one of karras, exponential")
+      for name in ("normal", "simple", "sgm_uniform", "ddim_uniform", "beta")],
     (["--steps", "0"], "argument --steps: must be >= 1, got 0"),
     (["--sampler", "euler_perlin", "--sampler-arg", "perlin_scale=0"], "perlin_scale must be >= 1e-06"),
     (["--sampler", "euler_ancestral", "--sampler-arg", "eta=abc"], "eta must be a number, got str"),
@@ -463,3 +471,79 @@ def test_an_interrupted_write_leaves_no_half_file(tiny, tmp_path, monkeypatch):
         cli.save_batch(out, "base_8", torch.zeros(1, 3, 8, 8), [])
     monkeypatch.setattr(Image.Image, "save", save)
     assert list(out.iterdir()) == []
+
+
+def test_an_unwritable_out_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file" / "sub", Path("/proc/itermix-out")):
+        status, err = run_cli(["--out", str(out), "--steps", "2"], capsys)
+        assert status == 2 and f"--out {out} cannot be written" in err, err
+
+
+def forged(tiny, directory: Path, name: str, config_text: str) -> Path:
+    """The tiny model's weights with ``config_text`` as the safetensors 'config' metadata."""
+    import safetensors.torch
+
+    path = directory / f"{name}.safetensors"
+    safetensors.torch.save_file(safetensors.torch.load_file(str(tiny[1])), str(path), metadata={"config": config_text})
+    return path
+
+
+def test_a_forged_or_broken_model_config_is_named_with_its_flag(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    good = json.loads(Path(tiny[0]).read_text())
+    for i, (text, message) in enumerate([
+            ("{}", "is not a k-diffusion model config (configs/*.json schema): it needs a 'model' section"),
+            ("[1, 2]", "it needs a 'model' section"),
+            ('{"model": "x"}', "it needs a 'model' section"),
+            (json.dumps({**good, "model": {**good["model"], "input_size": "big"}}),
+             "model.input_size must be a positive int or [height, width], got 'big'"),
+            (json.dumps({**good, "model": {**good["model"], "sigma_max": None}}),
+             "model.sigma_min and model.sigma_max"),
+            (json.dumps({**good, "dataset": {"classes": 3}}), "dataset.classes must be a list of names"),
+            ("{not json", "is not valid JSON")]):
+        path = forged(tiny, tmp_path, f"forged{i}", text)
+        status, err = run_cli(["--out", str(tmp_path / "o"), "--checkpoint", str(path), "--steps", "2"], capsys)
+        assert status == 2 and "--checkpoint: " in err and str(path) in err and message in err, err
+        assert not (tmp_path / "o").exists()
+    (tmp_path / "list.json").write_text("[1, 2]")
+    status, err = run_cli(tiny_args((tmp_path / "list.json", tiny[1]), tmp_path / "o"), capsys)
+    assert status == 2 and f"--config: model config {tmp_path / 'list.json'} is not a k-diffusion model" in err, err
+
+
+def test_prompt_with_a_pickle_or_a_missing_checkpoint_names_the_checkpoint(tiny, tmp_path, capsys):
+    import safetensors.torch
+
+    torch.save(safetensors.torch.load_file(str(tiny[1])), tmp_path / "model.ckpt")
+    for path, message in [(tmp_path / "model.ckpt", "--checkpoint: checkpoint must be a .safetensors file"),
+                          (tmp_path / "gone.safetensors", "--checkpoint: checkpoint not found")]:
+        status, err = run_cli(["--out", str(tmp_path / "o"), "--checkpoint", str(path), "--prompt", "a castle"], capsys)
+        assert status == 2 and message in err and "only for a Stable Diffusion" not in err, err
+
+
+def test_an_interrupted_load_leaves_a_record_of_the_run(tmp_path, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "load_model", interrupt)
+    argv = ["--out", str(tmp_path / "o"), "--steps", "2", "--seed", "4", "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["stopped_at"] == "load_model"
+    assert record["command"] == ["itermix-upscale", *argv] and record["settings"]["steps"] == 2
+    assert record["seeds"]["base"] == 4 and record["files"] == ["run.json"]
+    assert record["error"] == "KeyboardInterrupt: "
+
+
+def test_a_table_schedule_with_too_many_steps_for_an_sd_checkpoint_names_steps(tmp_path, capsys):
+    from tests.tiny_sd import tiny_checkpoint
+
+    sd = tiny_checkpoint("sd1")
+    argv = ["--out", str(tmp_path / "o"), "--checkpoint", str(sd.path), "--config", str(sd.config), "--prompt", "a",
+            "--generate", "1", "--steps", "1200", "--scheduler", "simple", "--quiet", "--threads", "1"]
+    status, err = run_cli(argv, capsys)
+    assert status == 2, err
+    assert "--scheduler simple: scheduler 'simple' gives 200 repeated sigma(s) for --steps 1200" in err, err
+    assert not (tmp_path / "o").exists()

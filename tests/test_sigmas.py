@@ -241,6 +241,25 @@ def test_bad_arguments(sd):
         S.get_sigmas((0.0, 1.0), "exponential", 5)
 
 
+@pytest.mark.parametrize("scheduler", ["karras", "kl_optimal"])
+def test_a_zero_sigma_min_is_named_for_the_schedules_that_reach_it(sd, scheduler):
+    for model, kwargs in (((0.0, 14.6), {}), (sd, {"sigma_min": 0.0})):
+        for steps in (2, 10):
+            with pytest.raises(ValueError, match=f"scheduler '{scheduler}' reaches sigma_min=0 before its final 0.*"
+                                                 f"give sigma_min > 0 \\(fewer steps do not help\\)"):
+                S.get_sigmas(model, scheduler, steps, **kwargs)
+
+
+def test_empty_schedules_are_refused_by_the_samplers_as_documented(sd):
+    empty = S.get_sigmas(sd, "karras", 10, denoise=0.0)
+    assert torch.equal(S.get_sigmas_advanced(sd, "karras", 10, 10), empty)
+    with pytest.raises(ValueError, match="sigmas must be a 1-D floating-point tensor of at least 2 values"):
+        sample_itermix_euler(discrete_denoiser(), torch.zeros(1, 4, 8, 8), empty, disable=True)
+    for function in (S.get_sigmas, S.get_sigmas_advanced):
+        assert "the samplers refuse" in " ".join(function.__doc__.split()) or \
+            "Every sampler here refuses" in function.__doc__
+
+
 def test_device_dtype_and_no_mutation(sd):
     before = sd.sigmas.clone()
     for name in S.SCHEDULERS:
