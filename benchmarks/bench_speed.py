@@ -114,6 +114,11 @@ def itermix_sampler(name: str) -> Callable[..., torch.Tensor]:
     return SAMPLERS[name]
 
 
+def select_cases(spec: Sequence[Tuple[str, Sequence[str]]]) -> List[tuple]:
+    """The :data:`CASES` rows named in ``spec`` (``(name, blends)`` pairs), with those blends."""
+    return [next(c for c in CASES if c[0] == name)[:3] + (tuple(blends),) for name, blends in spec]
+
+
 def time_case(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, baseline_fn: str, sampler_name: str,
               options: Dict[str, Any], *, precomputed: bool, repeats: int, warmup: int, min_time: float = 0.0,
               extra_args: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -355,8 +360,7 @@ def run(quick: bool = False, parts: Sequence[str] = ("free", "demo", "skips", "m
         model, config, info = load_model(device)
         result["demo_model"] = info
         sigma_range = (config["model"]["sigma_min"], config["model"]["sigma_max"])
-        cases = [next(c for c in CASES if c[0] == name)[:3] + (blends,) for name, blends in DEMO_CASES]
-        cases = cases[:1] if quick else cases
+        cases = select_cases(DEMO_CASES[:1] if quick else DEMO_CASES)
 
         def extra_args(shape: Tuple[int, ...]) -> Dict[str, Any]:
             return {"class_labels": torch.zeros(shape[0], dtype=torch.long, device=device), "cond_scale": 1.0}
