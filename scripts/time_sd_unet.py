@@ -131,7 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         **row,
     }
-    print(f"SD UNet ({params / 1e6:.2f} M parameters, {result['dtype']}) on {result['environment']['machine']['device_name']}, "
+    machine = result["environment"]["machine"]["device_name"]
+    print(f"SD UNet ({params / 1e6:.2f} M parameters, {result['dtype']}) on {machine}, "
           f"latents 1x{unet.config.in_channels}x{args.latent}x{args.latent}, guided (batch 2), {n} Karras steps, "
           f"{args.repeats} interleaved pairs:")
     print(f"  sample_euler          {result['euler_s_per_step'] * 1e3:9.2f} ms/step  "
