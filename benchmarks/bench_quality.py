@@ -117,13 +117,32 @@ EXAMPLE_METHODS = ("true render", "bicubic", "direct", "img2img 0.5", "itermix",
 
 # ---------------------------------------------------------------- metrics
 
-def lr_psnr(output: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """Consistency: ``PSNR(downsample(output, base size), base)`` per image, in dB (range 2)."""
+def downsample_to(images: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``images`` resized to ``size = (height, width)`` with antialiasing: for a square size
+    ``metrics.downsample`` itself; otherwise a box average where both sides shrink by the
+    same whole factor, else antialiased bilinear (what ``metrics.downsample`` does, per side)."""
+    import torch.nn.functional as F
+
     from itermix_kdiff.demo import metrics
 
-    if base.shape[-1] != base.shape[-2]:
-        raise ValueError(f"base must be square, got {tuple(base.shape)}")
-    return metrics.psnr(metrics.downsample(output, base.shape[-1]), base)
+    h, w = size
+    if h == w:
+        return metrics.downsample(images, h)
+    ih, iw = images.shape[-2:]
+    if (ih, iw) == (h, w):
+        return images.clone()
+    if ih % h == 0 and iw % w == 0 and ih // h == iw // w:
+        return F.avg_pool2d(images.float(), ih // h).to(images.dtype)
+    return F.interpolate(images.float(), size=(h, w), mode="bilinear", align_corners=False,
+                         antialias=True).to(images.dtype)
+
+
+def lr_psnr(output: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Consistency: ``PSNR(downsample(output, base size), base)`` per image, in dB (range 2);
+    the base may be a rectangle (:func:`downsample_to`)."""
+    from itermix_kdiff.demo import metrics
+
+    return metrics.psnr(downsample_to(output, tuple(base.shape[-2:])), base)
 
 
 def sharpness_error(output: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -169,11 +188,13 @@ def image_metrics(output: torch.Tensor, base: torch.Tensor, truth: torch.Tensor,
     return rows
 
 
-def summarize(records: Sequence[Dict[str, Any]], keys: Sequence[str] = ("method", "base", "target")
-              ) -> List[Dict[str, Any]]:
+def summarize(records: Sequence[Dict[str, Any]], keys: Sequence[str] = ("method", "base", "target"),
+              reference: str = "truth") -> List[Dict[str, Any]]:
     """One row per distinct ``keys`` value: the scene means of the per-image figures, the
-    detail and grain ratios of means, composition, calls and seconds per image; plus
-    ``time_vs_direct`` where a ``direct`` row of the same base and target exists."""
+    detail and grain ratios of means against the records' ``hfe_<reference>`` and
+    ``grain_<reference>`` (the true renders here; the decoded bicubic upscale in
+    :mod:`benchmarks.bench_sd`), composition where the records have it, calls and seconds per
+    image; plus ``time_vs_direct`` where a ``direct`` row of the same base and target exists."""
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -185,9 +206,10 @@ def summarize(records: Sequence[Dict[str, Any]], keys: Sequence[str] = ("method"
         if all("psnr_db" in r for r in group):
             row["psnr_db"] = statistics.fmean(r["psnr_db"] for r in group)
             row["sharpness_error"] = statistics.fmean(r["sharpness_error"] for r in group)
-        row["detail"] = ratio_of_means([r["hfe"] for r in group], [r["hfe_truth"] for r in group])
-        row["grain"] = ratio_of_means([r["grain"] for r in group], [r["grain_truth"] for r in group])
-        row["composition"] = statistics.fmean(r["composition"] for r in group)
+        row["detail"] = ratio_of_means([r["hfe"] for r in group], [r[f"hfe_{reference}"] for r in group])
+        row["grain"] = ratio_of_means([r["grain"] for r in group], [r[f"grain_{reference}"] for r in group])
+        if all("composition" in r for r in group):
+            row["composition"] = statistics.fmean(r["composition"] for r in group)
         row["calls"] = statistics.fmean(r["calls"] for r in group)
         row["seconds"] = statistics.fmean(r["seconds"] for r in group)
         rows.append(row)
@@ -271,37 +293,47 @@ def make_base(ctx: Context, kind: str, scene: int) -> Tuple[torch.Tensor, int]:
 
 def run_stage(ctx: Context, method: Dict[str, Any], current: torch.Tensor, size: int, label: int,
               scene: int, seeds: Dict[str, int]) -> torch.Tensor:
-    """One 2x stage of ``method`` from ``current`` to ``size x size`` (the pipeline's passes:
-    ``pipeline.upscale``, an itermix sampler from ``SAMPLERS`` with the stage's itermix seed,
-    ``pipeline.img2img`` for img2img and the cleanup, ``pipeline.sample_base`` for direct)."""
+    """One 2x stage of ``method`` from ``current`` to ``size x size``: the true render, or
+    :func:`stage_pass` with the demo model's Karras schedule and the scene's class."""
+    if method["kind"] == "truth":
+        return render_scene(scene, size, ctx.device)[0]
+    sigmas = get_sigmas(ctx.model, "karras", ctx.steps, config=ctx.config).to(ctx.device)
+    return stage_pass(ctx.model, method, current, (size, size), sigmas, extra_args(ctx, label), seeds, ctx.device)
+
+
+def stage_pass(model: Callable[..., torch.Tensor], method: Dict[str, Any], current: torch.Tensor,
+               size: Tuple[int, int], sigmas: torch.Tensor, extra: Dict[str, Any], seeds: Dict[str, int],
+               device: torch.device) -> torch.Tensor:
+    """One 2x stage of a resolved ``method`` (not ``truth``) from ``current`` (B, C, h, w:
+    pixels, or an SD model's latents) to ``size = (H, W)``, ``model`` conditioned by
+    ``extra``: ``direct`` (``pipeline.sample_base`` from the stage's hires seed), the
+    ``upscale`` (``bicubic`` kind: nothing more), ``img2img`` of the upscale at ``denoise``, or
+    an ``itermix`` sampler with the stage's itermix seed, then (unless ``cleanup`` is False)
+    ``pipeline.img2img`` at :data:`CLEANUP_DENOISE` with the cleanup seed."""
     from itermix_kdiff import pipeline
     from itermix_kdiff.wrap import SAMPLERS
 
     kind = method["kind"]
-    sigmas = get_sigmas(ctx.model, "karras", ctx.steps, config=ctx.config).to(ctx.device)
-    extra = extra_args(ctx, label)
-    if kind == "truth":
-        return render_scene(scene, size, ctx.device)[0]
     if kind == "direct":
-        return pipeline.sample_base(ctx.model, (1, 3, size, size), sigmas, extra,
-                                    pipeline.generator(seeds["hires"], ctx.device), True, ctx.device)
-    up = pipeline.upscale(current, (size, size), method.get("upscale", "bicubic"))
+        return pipeline.sample_base(model, (*current.shape[:2], *size), sigmas, extra,
+                                    pipeline.generator(seeds["hires"], device), True, device)
+    up = pipeline.upscale(current, tuple(size), method.get("upscale", "bicubic"))
     if kind == "bicubic":
         return up
     if kind == "img2img":
-        return pipeline.img2img(ctx.model, up, sigmas, method["denoise"], extra,
-                                pipeline.generator(seeds["hires"], ctx.device), True)
+        return pipeline.img2img(model, up, sigmas, method["denoise"], extra,
+                                pipeline.generator(seeds["hires"], device), True)
     if kind != "itermix":
         raise ValueError(f"unknown method kind {kind!r}")
     sampler = SAMPLERS[method.get("sampler", "euler")]
     kwargs = dict(method.get("sampler_kwargs", {}))
     if "seed" in inspect.signature(sampler).parameters and "seed" not in kwargs:
         kwargs["seed"] = seeds["itermix"]
-    out = sampler(ctx.model, up, sigmas, extra_args=extra, disable=True,
-                  generator=pipeline.generator(seeds["itermix"], ctx.device), **method["options"], **kwargs)
+    out = sampler(model, up, sigmas, extra_args=extra, disable=True,
+                  generator=pipeline.generator(seeds["itermix"], device), **method["options"], **kwargs)
     if method.get("cleanup", True):
-        out = pipeline.img2img(ctx.model, out, sigmas, CLEANUP_DENOISE, extra,
-                               pipeline.generator(seeds["cleanup"], ctx.device), True)
+        out = pipeline.img2img(model, out, sigmas, CLEANUP_DENOISE, extra,
+                               pipeline.generator(seeds["cleanup"], device), True)
     return out
 
 
@@ -446,8 +478,10 @@ def plot_consistency_detail(summary: Sequence[Dict[str, Any]], path: Path) -> Pa
 
 
 def example_grid(kept: Dict[tuple, torch.Tensor], bases: Dict[tuple, tuple], methods: Sequence[str],
-                 target: int, scenes: Sequence[int], path: Path, kind: str = "render") -> Optional[Path]:
-    """A sheet (``pipeline.comparison_sheet``): a row per scene, a column for the base and each method."""
+                 target: Any, scenes: Sequence[int], path: Path, kind: str = "render",
+                 size: Optional[Tuple[int, int]] = None) -> Optional[Path]:
+    """A sheet (``pipeline.comparison_sheet``): a row per scene, a column for the base and each
+    method; every picture shown at ``size`` (default ``(target, target)``)."""
     from itermix_kdiff import pipeline
 
     columns = [("base", torch.cat([bases[(kind, s)][0].cpu() for s in scenes]))]
@@ -458,7 +492,7 @@ def example_grid(kept: Dict[tuple, torch.Tensor], bases: Dict[tuple, tuple], met
     if len(columns) < 2:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline.comparison_sheet(columns, size=(target, target)).save(path)
+    pipeline.comparison_sheet(columns, size=(target, target) if size is None else tuple(size)).save(path)
     return path
 
 

@@ -114,6 +114,11 @@ def itermix_sampler(name: str) -> Callable[..., torch.Tensor]:
     return SAMPLERS[name]
 
 
+def select_cases(spec: Sequence[Tuple[str, Sequence[str]]]) -> List[tuple]:
+    """The :data:`CASES` rows named in ``spec`` (``(name, blends)`` pairs), with those blends."""
+    return [next(c for c in CASES if c[0] == name)[:3] + (tuple(blends),) for name, blends in spec]
+
+
 def time_case(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, baseline_fn: str, sampler_name: str,
               options: Dict[str, Any], *, precomputed: bool, repeats: int, warmup: int, min_time: float = 0.0,
               extra_args: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -153,16 +158,17 @@ def time_case(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, baseline_
 def run_timings(part: str, model: Callable, shapes: Sequence[Sequence[int]], steps: int,
                 sigma_range: Sequence[float], cases: Sequence[tuple], *, repeats: int, warmup: int,
                 min_time: float = 0.0, device: torch.device,
-                extra_args_fn: Optional[Callable[[int], Dict[str, Any]]] = None,
+                extra_args_fn: Optional[Callable[[Tuple[int, ...]], Dict[str, Any]]] = None,
                 log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
-    """Rows of :func:`time_case` for every shape, case and blend (and precomputed noise where listed)."""
+    """Rows of :func:`time_case` for every shape, case and blend (and precomputed noise where
+    listed); ``extra_args_fn(shape)`` gives the model's ``extra_args`` for latents of ``shape``."""
     import k_diffusion.sampling
 
     sigmas = get_sigmas(tuple(sigma_range), "karras", steps, device=device)
     rows = []
     for shape in shapes:
         x0 = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0)).clamp(-1, 1).to(device)
-        extra_args = extra_args_fn(shape[0]) if extra_args_fn else None
+        extra_args = extra_args_fn(tuple(shape)) if extra_args_fn else None
         for name, baseline_fn, sampler_name, blends in cases:
             if not hasattr(k_diffusion.sampling, baseline_fn):
                 log(f"  {part}: k-diffusion {package_version('k-diffusion')} has no {baseline_fn}; {name} not timed")
@@ -180,14 +186,31 @@ def run_timings(part: str, model: Callable, shapes: Sequence[Sequence[int]], ste
     return rows
 
 
-def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
-    """Model calls of each :data:`SKIP_SETTINGS` entry against ``sample_euler``'s, and the
-    schedule's prediction (the ``c1 == 0`` steps of every pass, for samplers that skip)."""
-    import k_diffusion.sampling
-
-    from itermix_kdiff.options import PRESETS, make_options
+def predicted_calls(model: Callable, sigmas: torch.Tensor, sampler_name: str, options: Dict[str, Any]
+                    ) -> Tuple[int, int]:
+    """``(steps run, model calls)`` the schedule predicts for one run of the itermix sampler
+    ``sampler_name`` with ``options`` over ``sigmas``: every pass (rewind runs several) runs its
+    steps, less the steps whose ``c1`` is exactly 0 where the sampler skips their model call
+    (not dpmpp_2m; mixing after the step; no churn)."""
+    from itermix_kdiff.options import make_options
     from itermix_kdiff._loop import pass_starts
     from itermix_kdiff.blending_schedules import sampler_weights
+
+    steps = len(sigmas) - 1
+    opts = make_options(**options)
+    c1 = sampler_weights(model, sigmas, opts)
+    starts = pass_starts(steps, opts)
+    steps_run = sum(steps - s for s in starts)
+    skippable = sampler_name != "dpmpp_2m" and opts.mix == "after_step"
+    return steps_run, steps_run - (sum(int((c1[s:] == 0).sum()) for s in starts) if skippable else 0)
+
+
+def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
+    """Model calls of each :data:`SKIP_SETTINGS` entry against ``sample_euler``'s, and the
+    schedule's prediction (:func:`predicted_calls`)."""
+    import k_diffusion.sampling
+
+    from itermix_kdiff.options import PRESETS
 
     rows = []
     x0 = torch.zeros(1, 4, 8, 8)
@@ -201,12 +224,7 @@ def count_skips(steps_list: Sequence[int]) -> List[Dict[str, Any]]:
             counter.reset()
             itermix_sampler(sampler_name)(counter, x0, sigmas, None, None, True,
                                           generator=torch.Generator().manual_seed(0), **options)
-            opts = make_options(**options)
-            c1 = sampler_weights(free_denoiser, sigmas, opts)
-            starts = pass_starts(steps, opts)
-            steps_run = sum(steps - s for s in starts)
-            skippable = sampler_name != "dpmpp_2m" and opts.mix == "after_step"
-            predicted = steps_run - (sum(int((c1[s:] == 0).sum()) for s in starts) if skippable else 0)
+            steps_run, predicted = predicted_calls(free_denoiser, sigmas, sampler_name, options)
             rows.append({"setting": name, "sampler": sampler_name, "steps": steps, "euler_calls": euler_calls,
                          "steps_run": steps_run, "calls": counter.calls, "predicted_calls": predicted,
                          "saved": steps_run - counter.calls,
@@ -342,11 +360,10 @@ def run(quick: bool = False, parts: Sequence[str] = ("free", "demo", "skips", "m
         model, config, info = load_model(device)
         result["demo_model"] = info
         sigma_range = (config["model"]["sigma_min"], config["model"]["sigma_max"])
-        cases = [next(c for c in CASES if c[0] == name)[:3] + (blends,) for name, blends in DEMO_CASES]
-        cases = cases[:1] if quick else cases
+        cases = select_cases(DEMO_CASES[:1] if quick else DEMO_CASES)
 
-        def extra_args(batch: int) -> Dict[str, Any]:
-            return {"class_labels": torch.zeros(batch, dtype=torch.long, device=device), "cond_scale": 1.0}
+        def extra_args(shape: Tuple[int, ...]) -> Dict[str, Any]:
+            return {"class_labels": torch.zeros(shape[0], dtype=torch.long, device=device), "cond_scale": 1.0}
 
         timings += run_timings("demo", model, demo_shapes, 2 if quick else 10, sigma_range, cases,
                                repeats=1 if quick else 4, warmup=1, device=device, extra_args_fn=extra_args, log=log)
@@ -389,7 +406,7 @@ def timing_table(rows: Sequence[Dict[str, Any]], part: str) -> str:
             if match:
                 r = match[0]
                 cell = ratio_cell(r)
-                if part == "demo":
+                if part in ("demo", "sd"):
                     cell += f"; calls {r['candidate_calls']}/{r['baseline_calls']}, per call {r['ratio_per_call']:.2f}×"
                 line["x".join(map(str, shape))] = cell
         table.append(line)

@@ -30,7 +30,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 
-PACKAGES = ("torch", "k-diffusion", "numpy", "accelerate", "safetensors")
+PACKAGES = ("torch", "k-diffusion", "numpy", "accelerate", "safetensors", "diffusers", "transformers",
+            "open-clip-torch")
 
 
 def package_version(name: str) -> Optional[str]:

@@ -292,3 +292,91 @@ def test_sweep_single_process_and_sharded_runs_agree(tmp_path):
     merged = W.merge(parts, tmp_path / "two" / "sweep.jsonl")
     assert _metrics(merged) == _metrics(records)
     assert not any(p.exists() for p in parts)
+
+
+# ---------------------------------------------------------------- Stable Diffusion checkpoints
+
+
+def test_rectangular_lr_psnr_box_averages_back():
+    base = torch.rand(1, 3, 8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    nearest = base.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert Q.lr_psnr(nearest, base).item() > 100
+    assert Q.lr_psnr(nearest + 0.1, base).item() == pytest.approx(10 * math.log10(400.0), abs=1e-3)
+
+
+def test_sd_prompts_file_and_refusals(tmp_path, capsys):
+    from benchmarks import __main__ as bench_main
+    from benchmarks import bench_sd
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a castle\n\n  # a comment\n  a harbour at dusk  \n")
+    assert bench_sd.read_prompts(prompts) == ["a castle", "a harbour at dusk"]
+    assert bench_sd.read_prompts(None) == list(bench_sd.DEFAULT_PROMPTS)
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    with pytest.raises(ValueError, match="no prompt"):
+        bench_sd.read_prompts(tmp_path / "empty.txt")
+    # refused before anything loads: SD options need --checkpoint, --scenes is the demo model's
+    for argv, match in ((["--prompts", str(prompts)], "--prompts need"),
+                        (["--checkpoint", "x.safetensors", "--scenes", "2"], "--scenes belongs")):
+        with pytest.raises(SystemExit):
+            bench_main.main(argv)
+        assert match in capsys.readouterr().err
+
+
+def _finite_numbers(value):
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_numbers(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def test_sd_checkpoint_quick_run(tmp_path):
+    """``python -m benchmarks --checkpoint`` on the tiny SD 1.x file: every file, finite figures,
+    and every model-call count what the schedule predicts, worked out here by hand."""
+    from benchmarks import __main__ as bench_main
+    from benchmarks import bench_sd
+    from itermix_kdiff.pipeline import img2img_start
+    from tests.tiny_sd import tiny_checkpoint
+
+    tiny = tiny_checkpoint("sd1")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a castle on a hill\na harbour at dusk\n")
+    out = tmp_path / "out"
+    steps = 3
+    bench_main.main(["--checkpoint", str(tiny.path), "--config", str(tiny.config), "--prompts", str(prompts),
+                     "--quick", "--steps", str(steps), "--threads", "1", "--out", str(out)])
+    for name in ("speed.json", "speed.md", "quality.json", "quality.md", "summary.md", "quality_examples.png"):
+        assert (out / name).is_file(), name
+    speed = json.loads((out / "speed.json").read_text())
+    quality = json.loads((out / "quality.json").read_text())
+    assert _finite_numbers(speed) and _finite_numbers(quality)
+    assert speed["model"]["family"] == "sd1" and len(speed["model"]["sha256"]) == 64
+
+    # speed: native latents and 2x, each sampler against its k-diffusion baseline
+    rows = speed["timings"]
+    assert {(r["sampler"], tuple(r["shape"])) for r in rows} == {
+        (s, shape) for s in ("euler", "dpmpp_2m") for shape in ((1, 4, 8, 8), (1, 4, 16, 16))}
+    n = speed["settings"]["steps"]
+    for r in rows:
+        assert r["ratio"] > 0 and r["baseline_calls"] == n and r["baseline_s_per_step"] > 0
+        assert r["candidate_calls"] == (n - 1 if r["sampler"] == "euler" else n)  # cosine skips step 0
+
+    # quality: the first prompt only (--quick), every method, one 2x stage
+    assert quality["settings"]["prompts"] == ["a castle on a hill"] and quality["settings"]["steps"] == steps
+    assert quality["bases"][0]["calls"] == steps
+    summary = {r["method"]: r for r in quality["summary"]}
+    assert set(summary) == set(bench_sd.METHODS) and {r["target"] for r in quality["summary"]} == {"128x128"}
+    cleanup = steps - img2img_start(steps, Q.CLEANUP_DENOISE)
+    expected = {"bicubic": 0, "bislerp": 0, "direct": steps, "itermix": steps - 1 + cleanup,
+                "itermix, no cleanup": steps - 1, "slerp": steps - 1 + cleanup, "norm_only": steps - 1 + cleanup,
+                **{f"img2img {d}": steps - img2img_start(steps, d) for d in (0.3, 0.5, 0.7)}}
+    for name, calls in expected.items():
+        assert summary[name]["calls"] == calls, name
+    for r in quality["records"]:
+        assert r["calls"] == r["predicted_calls"], r["method"]
+    assert summary["bicubic"]["detail"] == 1.0 and summary["bicubic"]["grain"] == 1.0
+    assert summary["direct"]["time_vs_direct"] == 1.0
+    md = (out / "quality.md").read_text()
+    assert "Every model-call count equals the schedule's prediction." in md and "| itermix |" in md
+    assert "## Speed on sd1" in (out / "summary.md").read_text()

@@ -120,22 +120,36 @@ def test_reduced_precision_is_kept(tmp_path):
     assert {m.unet.dtype, m.vae.dtype, m.text_encoders["text_encoder"].dtype} == {torch.bfloat16}
 
 
-def test_diffusers_folder(tmp_path):
-    from diffusers import StableDiffusionPipeline, EulerDiscreteScheduler
+@pytest.mark.parametrize("family", FAMILIES)
+def test_diffusers_folder(tmp_path, family):
+    """A diffusers folder (``save_pretrained`` of the family's pipeline) loads tensor for tensor;
+    the family comes from ``model_index.json`` and the text encoder (SDXL: both encoders, the
+    second a CLIPTextModelWithProjection), the prediction type from the scheduler config."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from itermix_kdiff.sd import load_sd
     from tests.tiny_sd import clip_tokenizer
 
-    tiny = tiny_checkpoint("sd1")
-    pipe = StableDiffusionPipeline(**{k: tiny.models[k] for k in ("unet", "vae", "text_encoder")},
-                                   tokenizer=clip_tokenizer(),
-                                   scheduler=EulerDiscreteScheduler(**tiny.scheduler_config),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    tiny = tiny_checkpoint(family)
+    scheduler = EulerDiscreteScheduler(**tiny.scheduler_config)
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline(**{k: tiny.models[k] for k in ("unet", "vae", "text_encoder",
+                                                                          "text_encoder_2")},
+                                         tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer("!"),
+                                         scheduler=scheduler)
+    else:
+        pipe = StableDiffusionPipeline(**{k: tiny.models[k] for k in ("unet", "vae", "text_encoder")},
+                                       tokenizer=clip_tokenizer(), scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(tmp_path / "folder")
-    shutil.rmtree(tmp_path / "folder" / "tokenizer")   # never read: prompts use open_clip's vocabulary
+    for tokenizer in (tmp_path / "folder").glob("tokenizer*"):
+        shutil.rmtree(tokenizer)   # never read: prompts use open_clip's vocabulary
     m = load_sd(tmp_path / "folder")
-    assert m.family == "sd1" and m.prediction_type == "epsilon"
-    for name, model in _loaded_components(m).items():
+    assert m.family == family and m.prediction_type == tiny.scheduler_config["prediction_type"]
+    loaded = _loaded_components(m)
+    assert set(loaded) == set(tiny.models)
+    for name, model in loaded.items():
+        assert type(model) is type(tiny.models[name]), name
         assert first_difference(_state(tiny.models[name]), _state(model)) is None, name
     with pytest.raises(ValueError, match="config applies to single files"):
         load_sd(tmp_path / "folder", config=tiny.config)

@@ -146,8 +146,15 @@ def write_config(folder: Path, family: str, models, sched: dict) -> None:
 @functools.lru_cache(maxsize=None)
 def tiny_checkpoint(family: str) -> TinySD:
     """The tiny ``family`` model (seeded, perturbed), written once per process."""
+    return write_tiny(family, Path(_ROOT.name) / family)
+
+
+def write_tiny(family: str, folder: Path) -> TinySD:
+    """Build the tiny ``family`` model (seeded, perturbed: the same tensors every time) and write
+    ``folder/tiny_<family>.safetensors`` and its config folder ``folder/config``."""
     from itermix_kdiff.sd import write_checkpoint
 
+    folder = Path(folder)
     seed = {"sd1": 1, "sd2": 2, "sdxl": 3}[family]
     torch.manual_seed(seed)    # the models' own initialisation draws from the global RNG
     generator = torch.Generator().manual_seed(100 + seed)
@@ -156,7 +163,6 @@ def tiny_checkpoint(family: str) -> TinySD:
         perturb(model, generator)
         model.eval()
     extra = _unused_open_clip_tensors(family, models, generator)
-    folder = Path(_ROOT.name) / family
     sched = scheduler_config(PREDICTION[family])
     write_config(folder / "config", family, models, sched)
     path = folder / f"tiny_{family}.safetensors"
