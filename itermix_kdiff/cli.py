@@ -79,7 +79,7 @@ OPTION_HELP = {
     "clamp_blending_at_pct": "c1 = 1 (no more mixing) from step int(pct * steps) on",
     "blend_min": "lower end of c1",
     "blend_max": "upper end of c1 (< 1 always keeps some noised image in)",
-    "schedule_steps": "compute c1 over this many steps (B4)",
+    "schedule_steps": "compute c1 over this many steps (B4; default: the run's --steps, or the preset's)",
     "schedule_offset": "use c1[offset : offset + steps] (B4)",
     "normalize_on_mean": "deprecated: match the result's channel mean/std to the upscaled image (A6)",
     "rewind": "re-noise the result and run again from later steps (A5)",
@@ -92,10 +92,10 @@ OPTION_HELP = {
     "s_noise": "churn noise scale",
 }
 
-#: The files a run writes (and ``--overwrite`` removes): run.json, the sheet and the stage images.
 #: The flags that only a Stable Diffusion checkpoint takes.
 SD_FLAGS = ("prompt", "negative_prompt", "width", "height", "prediction_type", "dtype", "vae_tile")
 
+#: The files a run writes (and ``--overwrite`` removes): run.json, the sheet and the stage images.
 OUR_FILES = re.compile(r"^(run\.json|comparison\.png|(base|plain|stage\d+|truth)_[\w.-]*\.png)$")
 
 
@@ -142,8 +142,9 @@ class DeprecatedAlias(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if option_string == self.deprecated:
-            warnings.warn(f"{self.deprecated} is deprecated; use {self.option_strings[0]}", FutureWarning,
-                          stacklevel=2)
+            # attributed to the command, not to the line of argparse that called this action
+            warnings.warn_explicit(f"{self.deprecated} is deprecated; use {self.option_strings[0]}", FutureWarning,
+                                   filename=parser.prog, lineno=0)
         setattr(namespace, self.dest, values)
 
 
@@ -167,7 +168,9 @@ def add_option_flags(group: argparse._ArgumentGroup) -> None:
         kind = hints[f.name]
         if typing.get_origin(kind) is typing.Union:  # Optional[X]
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        help_text = f"{OPTION_HELP.get(f.name, 'see ItermixOptions')} (default: {f.default}, or the preset's)"
+        help_text = OPTION_HELP.get(f.name, "see ItermixOptions")
+        if f.default is not None:  # a None default is said in OPTION_HELP's words
+            help_text += f" (default: {f.default}, or the preset's)"
         kwargs: Dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
@@ -317,7 +320,8 @@ def check_device(text: Optional[str]) -> str:
 class Resolved(NamedTuple):
     """What the flags resolve to, checked before any weights load."""
 
-    options: Dict[str, Any]
+    options: Dict[str, Any]  # the option keywords of the run: the preset's and every flag given
+    opts: ItermixOptions  # the same, checked (masks and generators come per stage)
     sampler_kwargs: Dict[str, Any]
     seed_keyword: bool  # the sampler takes ``seed`` (its own noise), set from the stage's seed
     device: str
@@ -366,7 +370,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Res
         device = check_device(args.device)
     except ValueError as e:
         parser.error(str(e))
-    return Resolved(options, sampler_kwargs, "seed" in own, device, sd)
+    return Resolved(options, opts, sampler_kwargs, "seed" in own, device, sd)
 
 
 def check_sd_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
@@ -644,7 +648,7 @@ def start_record(args: argparse.Namespace, resolved: Resolved, argv: Sequence[st
 
     from . import pipeline
 
-    opts = make_options(**resolved.options)
+    opts = resolved.opts
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in NOT_FLAGS}
     options["denoise_mask"] = str(args.denoise_mask) if args.denoise_mask else None
     options["mixing_masks"] = str(args.mixing_mask) if args.mixing_mask else None
@@ -689,8 +693,7 @@ def loaded_record(record: Dict[str, Any], resolved: Resolved, inputs: Inputs, si
     record.update(stopped_at=None, model=model_record(model), source=inputs.source,
                   labels=None if inputs.labels is None else [model.class_names[i] for i in inputs.labels.tolist()],
                   sigmas=[round(s, 6) for s in sigmas.tolist()],
-                  c1=[round(c, 6) for c in sampler_weights(model.denoiser, sigmas.cpu(),
-                                                           make_options(**resolved.options)).tolist()])
+                  c1=[round(c, 6) for c in sampler_weights(model.denoiser, sigmas.cpu(), resolved.opts).tolist()])
     record["timings"]["load_model"] = inputs.load_seconds
 
 

@@ -339,7 +339,11 @@ def test_help_shows_the_real_defaults(capsys):
     assert "--generate N generate N images at the model's size (4 when no source is given) --input" in text
     assert "(default: None)" not in text  # a None default is said in words
     for f in cli.option_fields():
-        assert f"(default: {f.default}, or the preset's)" in text, f.name
+        if f.default is None:
+            assert f"{cli.flag(f.name)} INT {cli.OPTION_HELP[f.name]}" in text, f.name
+            assert "default: the run's --steps" in cli.OPTION_HELP[f.name]
+        else:
+            assert f"(default: {f.default}, or the preset's)" in text, f.name
 
 
 def test_scheduler_flag_gives_get_sigmas_numbers(tiny, tmp_path):
