@@ -155,15 +155,18 @@ def check_some_step_kept(c1: torch.Tensor, opts: "ItermixOptions", mixing_masks:
                      f"be sampled")
 
 
-def blending_schedule(steps: int, schedule: str = "cosine", *, progress: Optional[torch.Tensor] = None,
+def blending_schedule(steps: int, schedule: Optional[str] = None, *, progress: Optional[torch.Tensor] = None,
                       **options: Any) -> torch.Tensor:
     """``c1`` over ``steps`` steps for the named schedule: :func:`mixing_weights` with
     ``ItermixOptions(blending_schedule=schedule, **options)`` (``options``: ``alpha_1``, the
-    percentages, ``blend_min``/``blend_max``, ...; their defaults are the options object's)."""
+    percentages, ``blend_min``/``blend_max``, ...; these and ``schedule``, when None, take the
+    options object's defaults)."""
     from .options import make_options  # options.py imports this module's registry
 
     check_int("steps", steps, low=1)
-    return mixing_weights(steps, make_options(blending_schedule=schedule, **options), progress)
+    if schedule is not None:
+        options["blending_schedule"] = schedule
+    return mixing_weights(steps, make_options(**options), progress)
 
 
 def discrete_wrapper(model: Any) -> Optional[Any]:

@@ -43,6 +43,7 @@ import torch
 
 from ._checks import check_choice, check_int, check_number
 from .blending_schedules import BLENDING_SCHEDULES, pct_to_step
+from .options import ItermixOptions
 
 SigmaRange = Tuple[Optional[float], Optional[float]]
 
@@ -450,10 +451,10 @@ def _pct_for_step(target: int, steps: int) -> float:
 
 
 def blending_args_for_split(steps: int, start_at_step: int = 0, end_at_step: int = 10000, *,
-                            blending_schedule: str = "cosine",
-                            start_blending_at_pct: Optional[float] = 0.0,
-                            stop_blending_at_pct: Optional[float] = 1.0,
-                            clamp_blending_at_pct: Optional[float] = 1.0) -> dict:
+                            blending_schedule: str = ItermixOptions.blending_schedule,
+                            start_blending_at_pct: Optional[float] = ItermixOptions.start_blending_at_pct,
+                            stop_blending_at_pct: Optional[float] = ItermixOptions.stop_blending_at_pct,
+                            clamp_blending_at_pct: Optional[float] = ItermixOptions.clamp_blending_at_pct) -> dict:
     """Sampler keywords that give the steps ``start_at_step..`` of a run split with
     :func:`get_sigmas_advanced` the blending weights ``c1`` (docs/algorithm.md A2) of the unsplit
     ``steps``-step run, step for step.

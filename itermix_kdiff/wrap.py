@@ -498,8 +498,9 @@ def kdiffusion_sampler(function: str, own: Dict[str, Any],
     return sampler
 
 
-_ANCESTRAL = {"eta": 1.0, "s_noise": 1.0}
-_CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": float("inf"), "s_noise": 1.0}
+# The churn options' defaults are ItermixOptions' (k-diffusion's own, as the test checks).
+_CHURN = {name: getattr(ItermixOptions, name) for name in CHURN_OPTIONS}
+_ANCESTRAL = {"eta": 1.0, "s_noise": ItermixOptions.s_noise}
 
 #: Registry name -> (``k_diffusion.sampling`` function, its own keywords and defaults, whether it
 #: takes ``noise_sampler``), as in k-diffusion 0.1.1 (a test checks them against the real ones).
