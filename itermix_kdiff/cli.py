@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 from .blending import BLENDING_FUNCTIONS
 from .blending_schedules import BLENDING_SCHEDULES
 from .noised import NOISE_KINDS
-from .options import MIX_MODES, OPTION_NAMES, PRESETS, ItermixOptions, make_options
+from .options import MIX_MODES, OPTION_NAMES, PRESETS, ItermixOptions, apply_preset, make_options
 from .pipeline import MAX_SEED, UPSCALE_METHODS
 from .sigmas import RANGE_SCHEDULERS, SCHEDULERS, TABLE_SCHEDULERS
 
@@ -291,12 +291,10 @@ def parse_value(text: str) -> Any:
 
 
 def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The preset's options, overridden by every option flag given."""
-    options = dict(PRESETS[args.preset])
-    for f in option_fields():
-        if hasattr(args, f.name):
-            options[f.name] = getattr(args, f.name)
-    return options
+    """The preset's options, overridden by every option flag given (a flag not given is
+    absent from ``args``)."""
+    given = {f.name: getattr(args, f.name) for f in option_fields() if hasattr(args, f.name)}
+    return apply_preset(args.preset, given, chosen=given)
 
 
 def check_device(text: Optional[str]) -> str:

@@ -148,6 +148,16 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def apply_preset(preset: str, options: Dict[str, Any], chosen: Sequence[str] = ()) -> Dict[str, Any]:
+    """The option keywords of a run with ``preset``: ``options``, then the preset's values over
+    them, then the options named in ``chosen`` (those the user set on purpose) over the preset.
+    A command line knows which flags were given and passes them all as ``chosen``; a UI that
+    sends every field's value passes only the fields it can tell were set (ComfyUI's "preset"
+    choices), so there the preset wins over the other fields' defaults."""
+    check_choice("preset", preset, tuple(PRESETS))
+    return {**options, **PRESETS[preset], **{name: options[name] for name in chosen if name in options}}
+
+
 def make_options(**kwargs: Any) -> ItermixOptions:
     """:class:`ItermixOptions` from keyword arguments; an unknown name raises TypeError
     listing the accepted ones."""

@@ -351,6 +351,18 @@ def test_options_check_themselves_where_they_are_made():
     assert ItermixOptions().blend is ItermixOptions(blending_function="addition").blend
 
 
+def test_a_preset_goes_over_the_options_and_under_what_the_user_chose():
+    from itermix_kdiff.options import apply_preset
+
+    options = {"alpha_1": 1.5, "mix": "after_step", "blending_function": "slerp"}
+    assert apply_preset("reference", options) == options
+    assert apply_preset("demofusion", options) == {**options, **DEMOFUSION}
+    assert apply_preset("demofusion", options, chosen=["mix", "rewind"]) == {**options, **DEMOFUSION,
+                                                                            "mix": "after_step"}
+    with pytest.raises(ValueError, match="preset must be one of reference, demofusion"):
+        apply_preset("fast", options)
+
+
 def test_every_native_sampler_shows_the_options_with_their_defaults():
     import dataclasses
 

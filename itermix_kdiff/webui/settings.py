@@ -19,6 +19,7 @@ import math
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 from .. import BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, SAMPLERS, ItermixOptions, make_options
+from ..options import apply_preset
 from ..perlin import PERLIN_MODES, check_perlin_keywords
 
 TITLE = "Iterative Mixing"
@@ -155,9 +156,8 @@ def sampler_options(settings: Dict[str, Any], *, perlin: bool, seed: int) -> Dic
     ones, then the preset's keywords on top (the demofusion preset sets noise, mix,
     schedule and alpha_1), then, for the Perlin sampler, the Perlin fields and the mask
     seed (A7)."""
-    options = {f.name: settings[f.name] for f in FIELDS
-               if not (f.perlin or f.demofusion) and f.name != "preset"}
-    options.update(PRESETS[settings["preset"]])
+    options = apply_preset(settings["preset"], {f.name: settings[f.name] for f in FIELDS
+                                                if not (f.perlin or f.demofusion) and f.name != "preset"})
     if perlin:
         options.update({f.name: settings[f.name] for f in FIELDS if f.perlin})
         options["seed"] = seed
