@@ -6,6 +6,8 @@ CFGGuider and KSamplerX0Inpaint as ComfyUI runs them."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import os
 import sys
 import types
 from pathlib import Path
@@ -28,9 +30,15 @@ from comfy.model_patcher import ModelPatcher  # noqa: E402
 from comfy_extras.nodes_custom_sampler import SamplerCustom  # noqa: E402
 from comfy_extras.nodes_differential_diffusion import DifferentialDiffusion  # noqa: E402
 
-from itermix_kdiff import SAMPLERS, sample_itermix_euler, sample_itermix_euler_perlin  # noqa: E402
-from itermix_kdiff.comfy import NODE_CLASS_MAPPINGS as NODES, comfy_noised_latents  # noqa: E402
-from itermix_kdiff.comfy.sampler import sample_comfy  # noqa: E402
+from comfy_extras.nodes_custom_sampler import (CFGGuider, DisableNoise, RandomNoise,  # noqa: E402
+                                               SamplerCustomAdvanced)
+
+from itermix_kdiff import (SAMPLERS, ItermixOptions, make_options, sample_itermix_euler,  # noqa: E402
+                           sample_itermix_euler_perlin)
+from itermix_kdiff.comfy import NODE_CLASS_MAPPINGS as NODES, comfy_noised_latents, ksampler_sigmas  # noqa: E402
+from itermix_kdiff.comfy.nodes import mix_batch, unsample_latent  # noqa: E402
+from itermix_kdiff.comfy.sampler import (comfy_function, is_brownian, resolve_options, sample_comfy,  # noqa: E402
+                                         sampler_function)
 from .reference_loop import a4_euler  # noqa: E402
 
 # The ComfyUI-Iterative-Mixer pack's INPUT_TYPES (nodes.py at 857ee06), written down: the names
@@ -159,13 +167,33 @@ def test_nine_reference_nodes_keep_inputs_order_types_and_defaults():
                 assert spec[0] == kind, (name, key)
             ref_options = ref[1] if len(ref) > 1 else {}
             our_options = spec[1] if len(spec) > 1 else {}
-            assert {k: our_options.get(k) for k in ref_options} == ref_options, (name, key)
+            assert our_options == ref_options, (name, key)  # the whole dict: no extra min, max or step
+        function = inspect.signature(getattr(NODES[name], NODES[name].FUNCTION)).parameters
         for key, spec in ours.get("optional", {}).items():  # new inputs: optional, after, with defaults
             assert key not in ours["required"]
-            assert isinstance(spec[0], list) is False or spec[1]["default"] in spec[0]
+            if len(spec) > 1:
+                assert isinstance(spec[0], list) is False or spec[1]["default"] in spec[0]
+                # ComfyUI's frontend sends the declared default, an API prompt saved with the
+                # reference omits the input: both must run the same
+                assert function[key].default == spec[1]["default"], (name, key)
+            else:
+                assert function[key].default is None, (name, key)
         assert NODES[name].RETURN_TYPES == REFERENCE_OUTPUTS[name]
         assert callable(getattr(NODES[name], NODES[name].FUNCTION)) and isinstance(NODES[name].CATEGORY, str)
     assert set(NODES["IterativeMixingSampler"].INPUT_TYPES()["required"]["sampler"][0]) == set(SAMPLERS)
+
+
+def test_new_inputs_default_to_the_references_mixing():
+    """The sampler's new inputs at their defaults mix as the reference does (after the step, a new
+    noise per step, every latent held); only ``rng`` departs, on purpose: seeded noise, with
+    ``rng="global"`` the reference's (test_global_rng_equals_the_core_and_the_reference_loop)."""
+    optional = NODES["IterativeMixingSampler"].INPUT_TYPES()["optional"]
+    assert optional["mixing_masks"] == ("MASK",)  # no mask: mix everywhere, as the reference
+    defaults = {key: spec[1]["default"] for key, spec in optional.items() if len(spec) > 1}
+    assert defaults.pop("rng") == "seed"
+    preset = defaults.pop("preset")
+    assert make_options(**resolve_options(preset, defaults)) == ItermixOptions()
+    assert ItermixOptions().mix == "after_step" and ItermixOptions().noise == "independent"
 
 
 def test_extension_folder_exports_the_mappings():
@@ -239,6 +267,50 @@ def test_default_rng_repeats_whatever_ran_before_and_handles_batches(model):
     assert not torch.allclose(two[0], two[1])
 
 
+def test_sampler_custom_advanced_seeds_from_its_noise_node(model):
+    """SamplerCustomAdvanced gives the sampler its NOISE's seed: DisableNoise's is always 0, so
+    with it the default rng always draws seed 0's noise; RandomNoise(s) (whose noise the
+    sampler ignores: it noises the clean latent itself) gives seed s, as SamplerCustom does."""
+    lat, sigmas = latent(), scheduler(model, 4)
+    guider = CFGGuider.execute(model, POSITIVE, NEGATIVE, 2.0)[0]
+
+    def advanced(noise):
+        return SamplerCustomAdvanced.execute(noise, guider, sampler_node(), sigmas, lat)[0]["samples"]
+
+    disabled = advanced(DisableNoise.execute()[0])
+    assert torch.equal(disabled, custom(model, sampler_node(), sigmas, lat, seed=0))
+    random5 = advanced(RandomNoise.execute(5)[0])
+    assert torch.equal(random5, custom(model, sampler_node(), sigmas, lat, seed=5))
+    assert torch.equal(random5, custom(model, sampler_node(), sigmas, lat, seed=5, add_noise=True))
+    assert not torch.equal(random5, disabled) and not torch.equal(advanced(RandomNoise.execute(6)[0]), random5)
+
+
+def test_standin_model_sampling_and_kdiffusion_helpers(model):
+    """The stand-in's percent_to_sigma, to_d and default_noise_sampler behave as ComfyUI 0.8.0's."""
+    import comfy.k_diffusion.sampling as kds
+    from comfy.model_sampling import ModelSamplingDiscreteFlow, time_snr_shift
+
+    ms = model.get_model_object("model_sampling")
+    assert ms.percent_to_sigma(0.0) == 999999999.9 and ms.percent_to_sigma(1.0) == 0.0
+    assert ms.percent_to_sigma(0.5) == float(ms.sigma(torch.tensor(499.5)))
+    assert float(ms.sigmas[-2]) < ms.percent_to_sigma(0.0005) < float(ms.sigma_max)  # timestep 998.5
+    assert isinstance(ms.percent_to_sigma(0.3), float) and ms.percent_to_sigma(0.3) > ms.percent_to_sigma(0.6)
+    flow = ModelSamplingDiscreteFlow(SD3_SAMPLING)
+    assert flow.percent_to_sigma(0.0) == 1.0 and flow.percent_to_sigma(1.0) == 0.0
+    assert flow.percent_to_sigma(0.25) == time_snr_shift(3.0, 0.75)
+    x, denoised = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    sigma = torch.tensor([2.0, 4.0])
+    torch.testing.assert_close(kds.to_d(x, sigma, denoised), (x - denoised) / sigma[:, None, None, None])
+    torch.manual_seed(9)
+    unseeded = kds.default_noise_sampler(x)(None, None)
+    torch.manual_seed(9)
+    assert torch.equal(unseeded, torch.randn(x.shape))  # the global RNG
+    seeded = kds.default_noise_sampler(x, seed=7)
+    first = seeded(None, None)
+    assert torch.equal(first, torch.randn(x.shape, generator=torch.Generator().manual_seed(8)))  # seed + 1 on CPU
+    assert not torch.equal(seeded(None, None), first)
+
+
 def test_every_sampler_runs_with_presets_noise_and_lazy(model):
     lat, sigmas = latent(size=4), scheduler(model, 3)
     outs = {}
@@ -268,6 +340,11 @@ def test_mixing_masks_limit_where_mixing_happens(model):
     assert not torch.equal(perlin, plain) and not torch.equal(perlin, zeros)
     with pytest.raises(ValueError, match="mixing_masks"):
         custom(model, sampler_node(mixing_masks=torch.ones(3, 8, 8)), sigmas, lat)
+    # the generator's "random" masks are standard normal, as the reference's: for viewing only
+    normal = node("MixingMaskGenerator").get_masks("random", 10.0, 3, 64, 64, 5)[0]
+    assert normal.shape == (5, 8, 8) and normal.min() < 0
+    with pytest.raises(ValueError, match=r"\[0, 1\].*'random' masks are standard normal.*for viewing.*perlin"):
+        custom(model, sampler_node(mixing_masks=normal), sigmas, lat)
 
 
 def test_inpainting_mask_and_differential_diffusion(model):
@@ -321,7 +398,12 @@ def test_demofusion_model_tiles_every_denoiser_call(model):
 
 
 def test_upscale_node_upscales_mixes_and_cleans_up(model):
+    import json
+
     up = node("IterMix Upscale")
+    recipe = json.loads((EXTENSION / "workflows" / "itermix_upscale_recipe_api.json").read_text())
+    method = next(n["inputs"]["upscale_method"] for n in recipe.values() if n["class_type"] == "LatentUpscaleBy")
+    assert up.INPUT_TYPES()["required"]["upscale_method"][1]["default"] == method == "bislerp"
     args = (model, POSITIVE, NEGATIVE, latent(size=4), 3, 4, 2.0, "euler", "karras", "bicubic", 2.0, 2.4,
             "cosine", "addition", "reference", "euler", 4, 0.3)
     cleaned, mixed = up.upscale(*args)
@@ -348,6 +430,50 @@ def test_deprecated_flow_and_plots(model):
     compare = node("Latent Batch Comparison Plot").plot_latent_differences(mixed, noised)[0]
     for image in (stats, compare):
         assert image.shape[0] == 1 and image.shape[-1] == 3 and 0 <= image.min() and image.max() <= 1
+
+
+def test_deprecated_nodes_take_every_comfyui_sampler_name(model):
+    """ComfyUI's sampler list holds names that are not itermix samplers (lms, ddim, dpm_fast, ...;
+    44 in ComfyUI 0.8.0): the deprecated nodes run each one step at a time, as the reference ran
+    ComfyUI's KSampler one step at a time, and the one-node version is Batch Unsampler + Iterative
+    Mixing KSampler Advanced on one schedule, seeded by its seed."""
+    names = comfy.samplers.KSampler.SAMPLERS
+    outside = [name for name in names if name not in SAMPLERS]
+    assert {"lms", "ddim", "dpm_fast", "dpm_adaptive", "dpmpp_3m_sde"} <= set(outside)
+    lat = latent(size=4)
+    one = node("Iterative Mixing KSampler")
+    outs = {}
+    for name in names:
+        args = (model, POSITIVE, NEGATIVE, lat, 3, 3, 2.0, name, "karras", 1.0, 2.4, "cosine", "addition", False)
+        outs[name] = one.sample(*args)[0]["samples"]
+        assert outs[name].shape == lat["samples"].shape and torch.isfinite(outs[name]).all(), name
+        assert torch.equal(one.sample(*args)[0]["samples"], outs[name]), name  # seeded: repeats
+    assert torch.equal(outs["ddim"], outs["euler"])  # ComfyUI's ddim is its Euler
+    assert len({tuple(o.flatten()[:4].tolist()) for o in outs.values()}) > len(names) // 2
+    # the same path as the two nodes: batch_unsample, then itermix_ksampler over ComfyUI's sampler
+    for name in ("euler", "lms", "dpm_fast"):
+        sigmas = ksampler_sigmas(model, name, "karras", 3)
+        batch = unsample_latent(model, sigmas, lat, generator=torch.Generator().manual_seed(3))
+        advanced = node("Iterative Mixing KSampler Advanced").sample(model, 3, 2.0, name, "karras", POSITIVE,
+                                                                     NEGATIVE, batch)[0]["samples"]
+        assert torch.equal(advanced[-1:], outs[name]), name
+        options = dict(alpha_1=2.4, blending_schedule="cosine", stop_blending_at_pct=1.0, clamp_blending_at_pct=1.0,
+                       blending_function="addition")
+        direct = mix_batch(model, POSITIVE, NEGATIVE, batch, 3, 2.0, comfy_function(name), sigmas, True, options)
+        assert torch.equal(direct["mixed"], advanced), name
+    with pytest.raises(ValueError, match="sampler_name .*euler, euler_ancestral"):
+        one.sample(model, POSITIVE, NEGATIVE, lat, 3, 3, 2.0, "uni_pc", "karras", 1.0, 2.4, "cosine", "addition",
+                   False)
+
+
+def test_comfy_sampler_functions_are_built_once_and_brownian_by_family():
+    assert sampler_function("heun") is sampler_function("heun")
+    assert sampler_function("euler") is SAMPLERS["euler"]
+    for name in ("sample_dpmpp_sde", "sample_dpmpp_sde_gpu", "sample_dpmpp_2m_sde_heun_gpu", "sample_dpmpp_3m_sde",
+                 "sample_itermix_dpmpp_2m_sde"):
+        assert is_brownian(name), name
+    for name in ("sample_euler_ancestral", "sample_dpmpp_2m", "sample_lcm", "sample_itermix_heun"):
+        assert not is_brownian(name), name
 
 
 def test_flow_models_noise_their_way_and_refuse_rewind():
@@ -412,3 +538,53 @@ def test_shipped_workflows_ui_and_api_formats_agree():
                         options.get("min", value) <= value <= options.get("max", value), (n["type"], key)
                     expected += [value, "fixed"] if key in ("seed", "noise_seed") else [value]
             assert n["widgets_values"] == expected, (ui_path.name, n["type"])
+
+
+SEED_PACK = os.environ.get("ITERMIX_SEED_PACK")
+
+
+@pytest.fixture(scope="module")
+def seed_pack():
+    """The ComfyUI-Iterative-Mixer pack at ``ITERMIX_SEED_PACK``, imported into the stand-in."""
+    spec = importlib.util.spec_from_file_location("itermix_seed_pack", Path(SEED_PACK) / "__init__.py",
+                                                  submodule_search_locations=[SEED_PACK])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module.NODE_CLASS_MAPPINGS
+    finally:
+        for name in [n for n in sys.modules if n == spec.name or n.startswith(spec.name + ".")]:
+            del sys.modules[name]
+
+
+@pytest.mark.skipif(not SEED_PACK, reason="set ITERMIX_SEED_PACK=/path/to/ComfyUI-Iterative-Mixer to compare with it")
+def test_reference_pack_in_the_standin_equals_rng_global(model, seed_pack):
+    """The reference pack's own nodes, run in the stand-in, against ours with ``rng="global"``
+    from the same global RNG state: its sampler for every sampler and option family, and its two
+    schedulers, bit for bit."""
+    def reference_sampler(**kw):
+        inputs = {name: spec[1]["default"] for name, spec in REFERENCE_INPUTS["IterativeMixingSampler"][1:]}
+        return seed_pack["IterativeMixingSampler"]().get_sampler(None, **{**inputs, **kw})[0]
+
+    for name in comfy.samplers.SCHEDULER_NAMES:
+        for args in ((7, 1.0), (6, 0.6)):
+            theirs = seed_pack["IterativeMixingScheduler"]().get_sigmas(model, name, *args)[0]
+            assert torch.equal(node("IterativeMixingScheduler").get_sigmas(model, name, *args)[0], theirs), name
+        for args in ((7, 2, 5, 1.0), (8, 0, 5, 1.0), (6, 1, 10000, 0.6)):
+            theirs = seed_pack["IterativeMixingSchedulerAdvanced"]().get_sigmas(model, name, *args)[0]
+            assert torch.equal(node("IterativeMixingSchedulerAdvanced").get_sigmas(model, name, *args)[0],
+                               theirs), (name, args)
+    lat = latent()
+    full = scheduler(model, 6)
+    part = node("IterativeMixingSchedulerAdvanced").get_sigmas(model, "karras", 8, 0, 5, 1.0)[0]
+    cases = [({}, full), ({"blending_function": "slerp"}, full), ({"rewind": True}, full),
+             ({"sampler": "lcm"}, full), ({"sampler": "dpmpp_2m"}, full), ({}, part),
+             ({"blending_schedule": "logistic", "blend_min": 0.2, "clamp_blending_at_pct": 0.7}, full)]
+    cases += [({"sampler": "euler_perlin", "perlin_mode": m}, full) for m in ("masks", "latents", "matched_noise")]
+    for kw, sigmas in cases:
+        outs = []
+        for sampler in (reference_sampler(**kw), sampler_node(rng="global", **kw)):
+            torch.manual_seed(11)
+            outs.append(custom(model, sampler, sigmas, lat))
+        assert torch.equal(outs[0], outs[1]), (kw, float((outs[0] - outs[1]).abs().max()))

@@ -8,18 +8,20 @@ Every ``comfy`` import is inside a method: the classes import without ComfyUI, a
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 from typing import Any, Dict, Optional
 
 import torch
 
-from .. import (BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, batch_unsample, blending_schedule,
-                get_sigmas, get_sigmas_advanced, itermix_ksampler, make_options, mixing_masks)
+from .. import (BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, SAMPLERS, ItermixOptions, batch_unsample,
+                blending_schedule, get_sigmas, get_sigmas_advanced, itermix_ksampler, make_options, mixing_masks)
 from ..perlin import PERLIN_MODES
 from .demofusion import demofusion_model
 from .model import ComfyDenoiser, ScheduleView, patcher_sampling
-from .sampler import (BROWNIAN_FUNCTIONS, RNG_MODES, SAMPLER_NAMES, resolve_options,
-                      sample_comfy, sampler_function)
+from .sampler import (PERLIN_OPTIONS, RNG_MODES, SAMPLER_NAMES, brownian_keywords, comfy_function,
+                      resolve_options, sample_comfy, sampler_function)
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +36,40 @@ UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")  #
 CATEGORY = "sampling/itermix"
 
 
+def parameter_defaults(function: Any) -> Dict[str, Any]:
+    """The defaults of ``function``'s parameters that have one."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+#: The defaults of the inputs that set sampler keywords, read where the core defines them (as
+#: itermix_kdiff.webui.settings does): every ItermixOptions field's, then euler_perlin's own
+#: Perlin keywords. They equal the reference pack's defaults (tests/test_comfy.py pins those).
+DEFAULTS: Dict[str, Any] = {
+    **{f.name: f.default for f in dataclasses.fields(ItermixOptions)},
+    **{name: value for name, value in parameter_defaults(SAMPLERS["euler_perlin"]).items() if name in PERLIN_OPTIONS},
+}
+MASK_DEFAULTS = parameter_defaults(mixing_masks)  # MixingMaskGenerator's perlin_scale: its ``scale``
+DEMOFUSION_DEFAULTS = parameter_defaults(demofusion_model)
+
+
+def option(kind: Any, name: str, **spec: Any) -> tuple:
+    """An input for the sampler keyword ``name``: ``(kind, {"default": DEFAULTS[name], **spec})``."""
+    return (kind, {"default": DEFAULTS[name], **spec})
+
+
+#: The reference's range of alpha_1 (its nodes' inputs all use it).
+ALPHA_RANGE = {"min": 0.05, "max": 100.0, "step": 0.05}
+
+
 def new_inputs() -> Dict[str, tuple]:
-    """The optional inputs the sampler nodes add after the reference's."""
+    """The optional inputs the sampler nodes add after the reference's; each default keeps the
+    reference's behaviour (tests/test_comfy.py checks that the defaults give its numbers)."""
     return {
         "preset": (list(PRESETS), {"default": "reference"}),
         "mix": (["preset", "after_step", "before_step"], {"default": "preset"}),
         "noise": (["preset", "independent", "shared"], {"default": "preset"}),
-        "lazy": ("BOOLEAN", {"default": False}),
+        "lazy": option("BOOLEAN", "lazy"),
         "rng": (list(RNG_MODES), {"default": "seed"}),
     }
 
@@ -61,17 +90,6 @@ def ksampler_sigmas(model: Any, sampler_name: str, scheduler: str, steps: int, d
     if discard:
         sigmas = sigmas[torch.arange(len(sigmas)) != len(sigmas) - 2]
     return sigmas if whole else sigmas[-(steps + 1):]
-
-
-def brownian_keywords(name: str, x: torch.Tensor, sigmas: torch.Tensor, seed: Optional[int]) -> Dict[str, Any]:
-    """A Brownian-tree ``noise_sampler`` seeded with ``seed`` (ComfyUI's own default for its SDE
-    samplers) for the k-diffusion functions that expect one, else nothing."""
-    if "sample_" + name not in BROWNIAN_FUNCTIONS:
-        return {}
-    import comfy.k_diffusion.sampling
-
-    return {"noise_sampler": comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(
-        x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)}
 
 
 def sample_latent(model: Any, positive: Any, negative: Any, latent: Dict[str, Any], seed: int, cfg: float,
@@ -107,21 +125,21 @@ class IterativeMixingSampler:
         return {"required": {
             "model": ("MODEL",),
             "sampler": (list(SAMPLER_NAMES), {"default": "euler"}),
-            "alpha_1": ("FLOAT", {"default": 2.4, "min": 0.05, "max": 100.0, "step": 0.05}),
-            "blending_schedule": (list(SCHEDULE_NAMES), {"default": "cosine"}),
-            "blending_function": (list(FUNCTION_NAMES), {"default": "addition"}),
-            "normalize_on_mean": ("BOOLEAN", {"default": False}),
-            "start_blending_at_pct": ("FLOAT", {"default": 0.0, "min": 0.0, "step": 0.01}),
-            "stop_blending_at_pct": ("FLOAT", {"default": 1.0, "min": 0.0, "step": 0.01}),
-            "clamp_blending_at_pct": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "blend_min": ("FLOAT", {"default": 0.0, "step": 0.01}),
-            "blend_max": ("FLOAT", {"default": 1.0, "step": 0.01}),
-            "perlin_mode": (list(PERLIN_MODES), {"default": "masks"}),
-            "perlin_strength": ("FLOAT", {"default": 0.75, "step": 0.001}),
-            "perlin_scale": ("FLOAT", {"default": 10., "min": 0.1, "max": 400.0}),
-            "rewind": ("BOOLEAN", {"default": False}),
-            "rewind_min": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 0.99}),
-            "rewind_max": ("FLOAT", {"default": 0.8, "min": 0.01, "max": 0.99}),
+            "alpha_1": option("FLOAT", "alpha_1", **ALPHA_RANGE),
+            "blending_schedule": option(list(SCHEDULE_NAMES), "blending_schedule"),
+            "blending_function": option(list(FUNCTION_NAMES), "blending_function"),
+            "normalize_on_mean": option("BOOLEAN", "normalize_on_mean"),
+            "start_blending_at_pct": option("FLOAT", "start_blending_at_pct", min=0.0, step=0.01),
+            "stop_blending_at_pct": option("FLOAT", "stop_blending_at_pct", min=0.0, step=0.01),
+            "clamp_blending_at_pct": option("FLOAT", "clamp_blending_at_pct", min=0.0, max=1.0, step=0.01),
+            "blend_min": option("FLOAT", "blend_min", step=0.01),
+            "blend_max": option("FLOAT", "blend_max", step=0.01),
+            "perlin_mode": option(list(PERLIN_MODES), "perlin_mode"),
+            "perlin_strength": option("FLOAT", "perlin_strength", step=0.001),
+            "perlin_scale": option("FLOAT", "perlin_scale", min=0.1, max=400.0),
+            "rewind": option("BOOLEAN", "rewind"),
+            "rewind_min": option("FLOAT", "rewind_min", min=0.0, max=0.99),
+            "rewind_max": option("FLOAT", "rewind_max", min=0.01, max=0.99),
         }, "optional": {"mixing_masks": ("MASK",), **new_inputs()}}
 
     RETURN_TYPES = ("SAMPLER",)
@@ -204,7 +222,7 @@ class MixingMaskGenerator:
     def INPUT_TYPES(cls):
         return {"required": {
             "mask_type": (["perlin", "random"], {"default": "perlin"}),
-            "perlin_scale": ("FLOAT", {"default": 10., "min": 0.1, "max": 400.0, "step": 0.01}),
+            "perlin_scale": ("FLOAT", {"default": MASK_DEFAULTS["scale"], "min": 0.1, "max": 400.0, "step": 0.01}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
             "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
             "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
@@ -251,16 +269,25 @@ class BatchUnsampler:
         if len(sigmas) < 2:
             raise ValueError(f"start_at_step={start_at_step} and end_at_step={end_at_step} leave no step of the "
                              f"{steps}-step schedule")
-        latent_format = model.get_model_object("latent_format")
-        x0 = latent_format.process_in(latent_image["samples"].float())
-        batch = batch_unsample(x0, sigmas)  # (n + 1, B, C, H, W), rising noise
-        out = latent_format.process_out(batch).reshape(-1, *x0.shape[1:])
-        if normalize:
-            logger.warning("Batch Unsampler: normalize is deprecated (as in the reference pack); it subtracts the "
-                           "mean of the least-noised latent")
-            out = out - out[:x0.shape[0]].mean()
-        result = {k: v for k, v in latent_image.items() if k != "batch_index"}
-        return ({**result, "samples": out, "itermix_batch_size": x0.shape[0]},)
+        return (unsample_latent(model, sigmas, latent_image, normalize),)
+
+
+def unsample_latent(model: Any, sigmas: torch.Tensor, latent_image: Dict[str, Any], normalize: bool = False,
+                    generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
+    """Batch Unsampler's LATENT: ``batch_unsample`` of the latent (in the model's latent space) over
+    ``sigmas``, returned unscaled as ``n + 1`` groups of the latent's rows in rising-noise order,
+    with ``itermix_batch_size`` (the rows per group). The noise comes from the global RNG, as in
+    the reference, or from ``generator`` (a CPU generator)."""
+    latent_format = model.get_model_object("latent_format")
+    x0 = latent_format.process_in(latent_image["samples"].float())
+    batch = batch_unsample(x0, sigmas, generator=generator)  # (n + 1, B, C, H, W), rising noise
+    out = latent_format.process_out(batch).reshape(-1, *x0.shape[1:])
+    if normalize:
+        logger.warning("Batch Unsampler: normalize is deprecated (as in the reference pack); it subtracts the "
+                       "mean of the least-noised latent")
+        out = out - out[:x0.shape[0]].mean()
+    result = {k: v for k, v in latent_image.items() if k != "batch_index"}
+    return {**result, "samples": out, "itermix_batch_size": x0.shape[0]}
 
 
 def schedule_plot(c1: torch.Tensor) -> torch.Tensor:
@@ -300,12 +327,12 @@ class IterativeMixingKSamplerAdvanced:
             "negative": ("CONDITIONING",),
             "latent_image_batch": ("LATENT",),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "alpha_1": ("FLOAT", {"default": 2.4, "min": 0.05, "max": 100.0, "step": 0.05}),
+            "alpha_1": option("FLOAT", "alpha_1", **ALPHA_RANGE),
             "reverse_input_batch": ("BOOLEAN", {"default": True}),
-            "blending_schedule": (list(SCHEDULE_NAMES), {"default": "cosine"}),
-            "stop_blending_at_pct": ("FLOAT", {"default": 1.0}),
-            "clamp_blending_at_pct": ("FLOAT", {"default": 1.0}),
-            "blending_function": (list(FUNCTION_NAMES), {"default": "addition"}),
+            "blending_schedule": option(list(SCHEDULE_NAMES), "blending_schedule"),
+            "stop_blending_at_pct": option("FLOAT", "stop_blending_at_pct"),
+            "clamp_blending_at_pct": option("FLOAT", "clamp_blending_at_pct"),
+            "blending_function": option(list(FUNCTION_NAMES), "blending_function"),
         }}
 
     RETURN_TYPES = ("LATENT", "LATENT", "LATENT", "IMAGE")
@@ -314,48 +341,64 @@ class IterativeMixingKSamplerAdvanced:
     CATEGORY = CATEGORY
 
     def sample(self, model, seed, cfg, sampler_name, scheduler, positive, negative, latent_image_batch,
-               denoise=1.0, alpha_1=2.4, reverse_input_batch=True, blending_schedule="cosine",
-               stop_blending_at_pct=1.0, clamp_blending_at_pct=1.0, blending_function="addition"):
-        import comfy.k_diffusion.sampling
-        import comfy.samplers
-
-        name = "euler" if sampler_name == "ddim" else sampler_name  # ComfyUI's ddim is Euler
-        function = getattr(comfy.k_diffusion.sampling, "sample_" + name, None)
-        if function is None:
-            raise ValueError(f"sampler_name {sampler_name!r} is not a k-diffusion sampler that runs one step at a time")
+               denoise=1.0, alpha_1=DEFAULTS["alpha_1"], reverse_input_batch=True,
+               blending_schedule=DEFAULTS["blending_schedule"],
+               stop_blending_at_pct=DEFAULTS["stop_blending_at_pct"],
+               clamp_blending_at_pct=DEFAULTS["clamp_blending_at_pct"],
+               blending_function=DEFAULTS["blending_function"]):
+        function = comfy_function(sampler_name)
         batch = latent_image_batch["samples"]
         rows = int(latent_image_batch.get("itermix_batch_size", 1))
         if batch.shape[0] % rows or batch.shape[0] // rows < 2:
             raise ValueError(f"latent_image_batch must hold n + 1 >= 2 latents of {rows} rows each (a Batch "
                              f"Unsampler output); got {batch.shape[0]}")
-        stack = batch.reshape(batch.shape[0] // rows, rows, *batch.shape[1:])
-        steps = stack.shape[0] - 1
+        steps = batch.shape[0] // rows - 1
         sigmas = ksampler_sigmas(model, sampler_name, scheduler, steps, denoise)
-        if len(sigmas) != len(stack):
+        if len(sigmas) != steps + 1:
             raise ValueError(f"the {sampler_name}/{scheduler} schedule has {len(sigmas)} sigmas for {steps} steps "
-                             f"at denoise {denoise}, the batch {len(stack)} latents")
+                             f"at denoise {denoise}, the batch {steps + 1} latents")
         options = dict(alpha_1=alpha_1, blending_schedule=blending_schedule, stop_blending_at_pct=stop_blending_at_pct,
                        clamp_blending_at_pct=clamp_blending_at_pct, blending_function=blending_function)
-        results: Dict[str, torch.Tensor] = {}
-
-        def run(k_model, x, run_sigmas, extra_args=None, callback=None, disable=None):
-            latent_format = k_model.inner_model.inner_model.latent_format
-            noised = latent_format.process_in(stack.to(x.device, x.dtype))
-            mixed, used, unmixed = itermix_ksampler(
-                function, ComfyDenoiser(k_model), noised, run_sigmas, extra_args, callback, disable,
-                reverse_input_batch=reverse_input_batch,
-                **brownian_keywords(name, x, run_sigmas, (extra_args or {}).get("seed")), **options)
-            for key, value in (("mixed", mixed), ("noised", used), ("unmixed", unmixed)):
-                results[key] = latent_format.process_out(value).reshape(-1, *x.shape[1:]).cpu()
-            return mixed[-1]
-
-        least_noised = stack[0] if reverse_input_batch else stack[-1]
-        sample_latent(model, positive, negative, latent_image_batch, seed, cfg, comfy.samplers.KSAMPLER(run),
-                      sigmas, samples=least_noised)
+        results = mix_batch(model, positive, negative, latent_image_batch, seed, cfg, function, sigmas,
+                            reverse_input_batch, options)
         base = {k: v for k, v in latent_image_batch.items() if k != "batch_index"}
         outs = tuple({**base, "samples": results[key]} for key in ("mixed", "noised", "unmixed"))
-        c1 = blending_schedule_c1(steps, options)
-        return (*outs, schedule_plot(c1))
+        return (*outs, schedule_plot(blending_schedule_c1(steps, options)))
+
+
+def mix_batch(model: Any, positive: Any, negative: Any, latent_batch: Dict[str, Any], seed: int, cfg: float,
+              function: Any, sigmas: torch.Tensor, reverse_input_batch: bool,
+              options: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The deprecated flow's sampling: ``itermix_ksampler`` over ComfyUI's sampler function
+    ``function`` (:func:`~itermix_kdiff.comfy.sampler.comfy_function`) on the Batch Unsampler
+    LATENT ``latent_batch`` (``n + 1`` groups of ``itermix_batch_size`` rows), run inside
+    ComfyUI's sampling (conditioning, CFG, model loading, progress) on ``sigmas``. The sampler's
+    own noise comes from a generator seeded with ``seed`` (a Brownian tree seeded with it for the
+    SDE samplers). Returns the ``mixed``, ``noised`` (noisiest first) and ``unmixed`` batches,
+    unscaled, in the layout of ``latent_batch``."""
+    import comfy.samplers
+
+    batch = latent_batch["samples"]
+    rows = int(latent_batch.get("itermix_batch_size", 1))
+    stack = batch.reshape(batch.shape[0] // rows, rows, *batch.shape[1:])
+    results: Dict[str, torch.Tensor] = {}
+
+    def run(k_model, x, run_sigmas, extra_args=None, callback=None, disable=None):
+        latent_format = k_model.inner_model.inner_model.latent_format
+        noised = latent_format.process_in(stack.to(x.device, x.dtype))
+        generator = torch.Generator(device=x.device).manual_seed(int(seed))
+        mixed, used, unmixed = itermix_ksampler(
+            function, ComfyDenoiser(k_model), noised, run_sigmas, extra_args, callback, disable,
+            reverse_input_batch=reverse_input_batch, generator=generator,
+            **brownian_keywords(function.__name__, x, run_sigmas, seed), **options)
+        for key, value in (("mixed", mixed), ("noised", used), ("unmixed", unmixed)):
+            results[key] = latent_format.process_out(value).reshape(-1, *x.shape[1:]).cpu()
+        return mixed[-1]
+
+    least_noised = stack[0] if reverse_input_batch else stack[-1]
+    sample_latent(model, positive, negative, latent_batch, seed, cfg, comfy.samplers.KSAMPLER(run), sigmas,
+                  samples=least_noised)
+    return results
 
 
 def blending_schedule_c1(steps: int, options: Dict[str, Any]) -> torch.Tensor:
@@ -366,9 +409,11 @@ def blending_schedule_c1(steps: int, options: Dict[str, Any]) -> torch.Tensor:
 
 
 class IterativeMixingKSampler:
-    """The deprecated one-node flow: the latent noised along the schedule and sampled with
-    iterative mixing in one go (the IterativeMixingSampler's Euler-family samplers, seeded by
-    ``seed``); returns the final latent."""
+    """The deprecated one-node flow, as the reference builds it: Batch Unsampler over the
+    ``steps``-step schedule of ``sampler_name``/``scheduler`` (at ``denoise``), then Iterative
+    Mixing KSampler Advanced on that batch (``batch_unsample`` then ``itermix_ksampler`` over
+    ComfyUI's sampler ``sampler_name``); returns the final latent. Unlike the reference its noised
+    latents are seeded by ``seed`` and share the sampled schedule when ``denoise`` < 1."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -385,10 +430,10 @@ class IterativeMixingKSampler:
             "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
             "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "alpha_1": ("FLOAT", {"default": 2.4, "min": 0.05, "max": 100.0, "step": 0.05}),
-            "blending_schedule": (list(SCHEDULE_NAMES), {"default": "cosine"}),
-            "blending_function": (list(FUNCTION_NAMES), {"default": "addition"}),
-            "normalize_on_mean": ("BOOLEAN", {"default": False}),
+            "alpha_1": option("FLOAT", "alpha_1", **ALPHA_RANGE),
+            "blending_schedule": option(list(SCHEDULE_NAMES), "blending_schedule"),
+            "blending_function": option(list(FUNCTION_NAMES), "blending_function"),
+            "normalize_on_mean": option("BOOLEAN", "normalize_on_mean"),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -397,15 +442,18 @@ class IterativeMixingKSampler:
 
     def sample(self, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
                alpha_1, blending_schedule, blending_function, normalize_on_mean):
-        import comfy.samplers
-
-        sampler_function(sampler_name)
-        sigmas = ksampler_sigmas(model, sampler_name, scheduler, steps, denoise)
-        options = dict(sampler=sampler_name, alpha_1=alpha_1, blending_schedule=blending_schedule,
-                       blending_function=blending_function, normalize_on_mean=normalize_on_mean)
-        samples = sample_latent(model, positive, negative, latent_image, seed, cfg,
-                                comfy.samplers.KSAMPLER(sample_comfy, extra_options=options), sigmas)
-        return ({**latent_image, "samples": samples},)
+        function = comfy_function(sampler_name)
+        sigmas = ksampler_sigmas(model, sampler_name, scheduler, steps, denoise) if steps > 0 else torch.zeros(0)
+        if len(sigmas) < 2:
+            return ({**latent_image},)
+        batch = unsample_latent(model, sigmas, latent_image, normalize_on_mean,
+                                generator=torch.Generator().manual_seed(int(seed)))
+        options = dict(alpha_1=alpha_1, blending_schedule=blending_schedule, blending_function=blending_function,
+                       stop_blending_at_pct=DEFAULTS["stop_blending_at_pct"],
+                       clamp_blending_at_pct=DEFAULTS["clamp_blending_at_pct"])
+        mixed = mix_batch(model, positive, negative, batch, seed, cfg, function, sigmas, True, options)["mixed"]
+        out = {k: v for k, v in latent_image.items() if k != "batch_index"}
+        return ({**out, "samples": mixed[-latent_image["samples"].shape[0]:]},)
 
 
 class LatentBatchStatisticsPlot:
@@ -452,13 +500,16 @@ class IterMixDemoFusionModel:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL",),
-            "tile_size": ("INT", {"default": 512, "min": 64, "max": MAX_RESOLUTION, "step": 8}),
-            "cosine_scale_2": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05}),
-            "cosine_scale_3": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05}),
-            "blur_sigma": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 10.0, "step": 0.05}),
-            "view_batch_size": ("INT", {"default": 4, "min": 1, "max": 64}),
-            "jitter": ("BOOLEAN", {"default": True}),
-            "weights": (["uniform", "gaussian"], {"default": "uniform"}),
+            "tile_size": ("INT", {"default": DEMOFUSION_DEFAULTS["tile"], "min": 64, "max": MAX_RESOLUTION, "step": 8}),
+            "cosine_scale_2": ("FLOAT", {"default": DEMOFUSION_DEFAULTS["cosine_scale_2"], "min": 0.0, "max": 10.0,
+                                         "step": 0.05}),
+            "cosine_scale_3": ("FLOAT", {"default": DEMOFUSION_DEFAULTS["cosine_scale_3"], "min": 0.0, "max": 10.0,
+                                         "step": 0.05}),
+            "blur_sigma": ("FLOAT", {"default": DEMOFUSION_DEFAULTS["blur_sigma"], "min": 0.0, "max": 10.0,
+                                     "step": 0.05}),
+            "view_batch_size": ("INT", {"default": DEMOFUSION_DEFAULTS["view_batch_size"], "min": 1, "max": 64}),
+            "jitter": ("BOOLEAN", {"default": DEMOFUSION_DEFAULTS["jitter"]}),
+            "weights": (["uniform", "gaussian"], {"default": DEMOFUSION_DEFAULTS["weights"]}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -488,11 +539,11 @@ class IterMixUpscale:
             "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
             "sampler": (list(SAMPLER_NAMES), {"default": "euler"}),
             "scheduler": (comfy.samplers.SCHEDULER_NAMES, {"default": "karras"}),
-            "upscale_method": (list(UPSCALE_METHODS), {"default": "bicubic"}),
+            "upscale_method": (list(UPSCALE_METHODS), {"default": "bislerp"}),
             "scale_by": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 8.0, "step": 0.05}),
-            "alpha_1": ("FLOAT", {"default": 2.4, "min": 0.05, "max": 100.0, "step": 0.05}),
-            "blending_schedule": (list(SCHEDULE_NAMES), {"default": "cosine"}),
-            "blending_function": (list(FUNCTION_NAMES), {"default": "addition"}),
+            "alpha_1": option("FLOAT", "alpha_1", **ALPHA_RANGE),
+            "blending_schedule": option(list(SCHEDULE_NAMES), "blending_schedule"),
+            "blending_function": option(list(FUNCTION_NAMES), "blending_function"),
             "preset": (list(PRESETS), {"default": "reference"}),
             "cleanup_sampler": (comfy.samplers.KSampler.SAMPLERS, {"default": "euler"}),
             "cleanup_steps": ("INT", {"default": 20, "min": 1, "max": 10000}),

@@ -24,6 +24,8 @@ noised with ``noise_scaling(sigmas[0], noise, latent_image)`` and ``extra_args``
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from typing import Any, Callable, Dict, Optional
 
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 
 from .. import (PRESETS, SAMPLERS, make_itermix_sampler, noised_latents, sample_itermix_dpmpp_2m,
                 sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm)
+from ..wrap import BROWNIAN_SAMPLERS, check_own_keywords, sampler_keywords
 from .model import ComfyDenoiser, sampling_of
 
 logger = logging.getLogger(__name__)
@@ -46,24 +49,102 @@ SAMPLER_NAMES = REFERENCE_SAMPLERS + tuple(name for name in SAMPLERS if name not
 
 RNG_MODES = ("seed", "global")
 
-#: k-diffusion functions whose default noise in ComfyUI is a Brownian tree seeded from
-#: ``extra_args["seed"]``: their wrapped one-step calls get one such tree for the run.
-BROWNIAN_FUNCTIONS = ("sample_dpmpp_sde", "sample_dpmpp_2m_sde")
-
 PERLIN_OPTIONS = ("perlin_mode", "perlin_strength", "perlin_scale")
+
+#: ComfyUI's name suffixes for variants of a k-diffusion sampler: ``_gpu`` keeps the Brownian
+#: tree on the device, ``dpmpp_2m_sde_heun`` is ``dpmpp_2m_sde`` with ``solver_type="heun"``.
+VARIANT_SUFFIXES = ("_gpu", "_heun")
+
+
+def is_brownian(function_name: str) -> bool:
+    """Whether ComfyUI's sampler function ``function_name`` (``sample_dpmpp_sde_gpu``, or its
+    wrapped name ``sample_itermix_dpmpp_sde``) draws its default noise from a Brownian tree: the
+    core's ``BROWNIAN_SAMPLERS`` and ComfyUI's variants of them. Unlike the core, which seeds the
+    tree of a wrapped sampler from its generator, the adapter passes these functions one
+    ComfyUI ``BrownianTreeNoiseSampler`` for the run, seeded with ``extra_args["seed"]`` on the
+    CPU (ComfyUI's own default for them); the core's default would import k-diffusion, which
+    ComfyUI does not install."""
+    name = function_name.replace("sample_itermix_", "sample_", 1)
+    for suffix in VARIANT_SUFFIXES:
+        name = name[:-len(suffix)] if name.endswith(suffix) else name
+    return name in BROWNIAN_SAMPLERS
+
+
+def brownian_keywords(function_name: str, x: torch.Tensor, sigmas: torch.Tensor,
+                      seed: Optional[int]) -> Dict[str, Any]:
+    """For a Brownian sampler (:func:`is_brownian`) a ``noise_sampler``: one ComfyUI
+    Brownian tree over the whole schedule, seeded with ``seed`` on the CPU; else nothing."""
+    if not is_brownian(function_name):
+        return {}
+    import comfy.k_diffusion.sampling
+
+    return {"noise_sampler": comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(
+        x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)}
+
+
+def steppable(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """ComfyUI's sampler function as ``make_itermix_sampler`` runs it one step at a time, through
+    a thin shim that keeps its name (the wrapper recognises samplers by name) and its module (for
+    churn noise) but:
+
+    - leaves out of the signature the keywords whose ComfyUI default the core's checks refuse
+      (``exp_heun_2_x0``'s and ``seeds_2``'s ``solver_type`` ``"phi_2"``/``"phi_1"``, where the
+      core knows k-diffusion's ``"midpoint"``/``"heun"``): they keep their defaults;
+    - passes on only the callback reports that carry ``sigma_hat`` and ``denoised``, which the
+      wrapper reads (``dpm_fast``, ``dpm_adaptive`` and UniPC report other keys)."""
+    signature = inspect.signature(function)
+    own = sampler_keywords(function)
+    hidden = set()
+    for name, default in own.items():
+        try:
+            check_own_keywords(own, {name: default})
+        except (TypeError, ValueError):
+            hidden.add(name)
+
+    def shim(*args: Any, **kwargs: Any) -> torch.Tensor:
+        callback = kwargs.get("callback")
+        if callback is not None:
+            kwargs["callback"] = lambda info: callback(info) if "sigma_hat" in info and "denoised" in info else None
+        return function(*args, **kwargs)
+
+    shim.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values()
+                                                       if p.name not in hidden])
+    shim.__name__ = shim.__qualname__ = function.__name__
+    shim.__wrapped__ = function
+    return shim
+
+
+def comfy_function(name: str) -> Callable[..., torch.Tensor]:
+    """ComfyUI's sampler function for the sampler name ``name`` of ``KSampler.SAMPLERS``, as
+    ``comfy.samplers.sampler_object`` builds it (``ddim`` is its Euler; ``dpm_fast`` and
+    ``dpm_adaptive`` take their range from ``sigmas``; ``uni_pc`` is ComfyUI's UniPC), made
+    :func:`steppable`."""
+    import comfy.samplers
+
+    if name not in comfy.samplers.KSampler.SAMPLERS:
+        raise ValueError(f"sampler_name must be one of ComfyUI's samplers "
+                         f"({', '.join(comfy.samplers.KSampler.SAMPLERS)}); got {name!r}")
+    return steppable(comfy.samplers.sampler_object(name).sampler_function)
+
+
+@functools.lru_cache(maxsize=None)
+def comfy_itermix_sampler(name: str) -> Callable[..., torch.Tensor]:
+    """:func:`comfy_function` wrapped by ``make_itermix_sampler``, built once per name."""
+    return make_itermix_sampler(comfy_function(name))
 
 
 def sampler_function(name: str) -> Callable[..., torch.Tensor]:
-    """The itermix sampler ``name``: the core's native one, or ComfyUI's
-    ``comfy.k_diffusion.sampling.sample_<name>`` (which knows ComfyUI's model types) wrapped by
-    ``make_itermix_sampler``."""
+    """The itermix sampler ``name`` of ``SAMPLERS``: the core's native one, or ComfyUI's
+    ``comfy.k_diffusion.sampling.sample_<name>`` (which knows ComfyUI's model types: flow
+    models, its own noise seeding) wrapped by ``make_itermix_sampler``, built once
+    (:func:`comfy_itermix_sampler`). Not the registry's wrapped entry, which wraps
+    k-diffusion's own function: ComfyUI ships no ``k_diffusion`` package, and k-diffusion's
+    samplers do not know flow models."""
     if name not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}; got {name!r}")
     if SAMPLERS[name] in NATIVE_SAMPLERS:
         return SAMPLERS[name]
-    import comfy.k_diffusion.sampling
-
-    return make_itermix_sampler(getattr(comfy.k_diffusion.sampling, "sample_" + name))
+    return comfy_itermix_sampler(name)
 
 
 def is_additive(model_sampling: Any, sigma: torch.Tensor, x0: torch.Tensor) -> bool:
@@ -130,6 +211,11 @@ def latent_masks(masks: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     if m.ndim != 3 or x0.ndim != 4:
         raise ValueError(f"mixing_masks must be a MASK (M, H, W) for a (B, C, H, W) latent; got mask shape "
                          f"{tuple(masks.shape)} and latent shape {tuple(x0.shape)}")
+    if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+        raise ValueError(f"mixing_masks must hold values in [0, 1] (1 where the noised latent is mixed in, 0 where "
+                         f"it is not); got values from {float(m.min()):.3g} to {float(m.max()):.3g}. "
+                         f"MixingMaskGenerator's 'random' masks are standard normal, as in the reference pack, and "
+                         f"only for viewing: feed mask_type 'perlin' or any MASK in [0, 1]")
     m = F.interpolate(m[:, None].to(x0.device), size=tuple(x0.shape[-2:]), mode="bilinear", align_corners=False)
     return m.to(x0.dtype)
 
@@ -202,13 +288,7 @@ def sample_comfy(model: Any, x: torch.Tensor, sigmas: torch.Tensor, extra_args: 
     keywords: Dict[str, Any] = {}
     if sampler == "euler_perlin":
         keywords["seed"] = int(seed or 0)
-    name = getattr(function, "__name__", "")
-    if any(name == "sample_itermix_" + f[len("sample_"):] for f in BROWNIAN_FUNCTIONS):
-        import comfy.k_diffusion.sampling
-
-        positive = sigmas[sigmas > 0]
-        keywords["noise_sampler"] = comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(
-            x0, positive.min(), sigmas.max(), seed=seed, cpu=True)
+    keywords.update(brownian_keywords(getattr(function, "__name__", ""), x0, sigmas, seed))
     return function(ComfyDenoiser(model), x0, sigmas, extra_args, callback, disable, noised_latents=z,
                     generator=generator, denoise_mask=denoise_mask,
                     denoise_mask_fn=mask_function(model, sigmas, model_options) if denoise_mask is not None else None,

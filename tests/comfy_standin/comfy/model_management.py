@@ -17,6 +17,11 @@ class InterruptProcessingException(Exception):
     """Raised inside a run after Cancel."""
 
 
+def get_torch_device():
+    """The device models run on (ComfyUI's GPU when it has one; the stand-in's CPU)."""
+    return torch.device("cpu")
+
+
 def intermediate_device():
     """Where nodes hand latents to each other."""
     return torch.device("cpu")

@@ -5,7 +5,10 @@ ComfyUI builds a model's ``model_sampling`` from two classes: a table (``sigmas`
 with ``timestep(sigma)``/``sigma(timestep)`` between noise level and model timestep) and a
 family's noising (``noise_scaling`` makes the noised latent of a clean one, A1:
 ``x0 + sigma eps`` for EPS, ``sigma eps + (1 - sigma) x0`` for CONST, the flow models).
-The stand-in has SD 1.x's discrete table and the flow table.
+The stand-in has SD 1.x's discrete table and the flow table. ``percent_to_sigma`` turns a
+fraction of sampling done (0 at the start, 1 at the end) into the sigma reached there, as
+ComfyUI's nodes that act over part of a run (ControlNet ranges, hooks) read it: past either end
+it gives a sigma beyond the table (above any run's first, or 0).
 """
 
 import torch
@@ -84,6 +87,15 @@ class ModelSamplingDiscrete(_Table):
         w = t - below
         return ((1 - w) * self.log_sigmas[below] + w * self.log_sigmas[above]).exp()
 
+    def percent_to_sigma(self, percent):
+        """A float: the sigma at timestep ``(1 - percent) * 999``; 999999999.9 for
+        ``percent <= 0``, 0.0 for ``percent >= 1``."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return self.sigma(torch.tensor((1.0 - percent) * 999.0)).item()
+
 
 def time_snr_shift(alpha, t):
     """SD3's timestep shift: ``alpha t / (1 + (alpha - 1) t)`` (the identity for alpha = 1)."""
@@ -110,3 +122,11 @@ class ModelSamplingDiscreteFlow(_Table):
 
     def sigma(self, timestep):
         return time_snr_shift(self.shift, timestep / self.multiplier)
+
+    def percent_to_sigma(self, percent):
+        """The shifted ``1 - percent`` (a float); 1.0 for ``percent <= 0``, 0.0 for ``percent >= 1``."""
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return time_snr_shift(self.shift, 1.0 - percent)

@@ -32,10 +32,14 @@ import comfy.utils
 from comfy.k_diffusion import sampling as k_diffusion_sampling
 from comfy.patcher_extension import WrappersMP
 
-#: ComfyUI's sampler names that the stand-in's ``comfy.k_diffusion.sampling`` offers, in ComfyUI's order
-KSAMPLER_NAMES = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde",
-                  "dpmpp_2m_sde"]
-SAMPLER_NAMES = list(KSAMPLER_NAMES)
+#: ComfyUI's sampler names that the stand-in's ``comfy.k_diffusion.sampling`` offers, in ComfyUI's
+#: order. As in ComfyUI the list holds names that are not itermix samplers (lms, dpm_fast,
+#: dpm_adaptive, dpmpp_3m_sde, ddim), and two whose functions take no ``sigmas``
+#: (dpm_fast, dpm_adaptive: :func:`ksampler` gives them one). ComfyUI 0.8.0 has 44 names; the
+#: stand-in leaves out those whose samplers k-diffusion lacks (the cfg_pp ones, UniPC, ...).
+KSAMPLER_NAMES = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
+                  "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"]
+SAMPLER_NAMES = KSAMPLER_NAMES + ["ddim"]
 
 #: ComfyUI's scheduler names, in its order (the first is the fallback for an unknown name)
 SCHEDULER_NAMES = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
@@ -103,12 +107,13 @@ class Sampler:
 
 class KSAMPLER(Sampler):
     """The SAMPLER type: a function ``fn(model, x, sigmas, extra_args=..., callback=...,
-    disable=..., **extra_options)`` in k-diffusion's form, ``x`` the noised latent. The
-    stand-in takes no ``inpaint_options`` (ComfyUI's ddim uses them for its own noise)."""
+    disable=..., **extra_options)`` in k-diffusion's form, ``x`` the noised latent.
+    ``inpaint_options={"random": True}`` (ComfyUI's ddim) gives the inpainting wrapper noise of
+    its own: drawn after seeding the global RNG with ``extra_args["seed"] + 1``."""
 
     def __init__(self, sampler_function, extra_options={}, inpaint_options={}):
-        if inpaint_options:
-            raise NotImplementedError("the stand-in's KSAMPLER takes no inpaint_options")
+        if set(inpaint_options) - {"random"}:
+            raise NotImplementedError("the stand-in's KSAMPLER knows only the inpaint option 'random'")
         self.sampler_function = sampler_function
         self.extra_options = extra_options
         self.inpaint_options = inpaint_options
@@ -121,6 +126,9 @@ class KSAMPLER(Sampler):
         inpainting = KSamplerX0Inpaint(model_wrap, sigmas)
         inpainting.latent_image = latent_image
         inpainting.noise = noise
+        if self.inpaint_options.get("random", False):
+            own = torch.manual_seed(extra_args.get("seed", 41) + 1)
+            inpainting.noise = torch.randn(noise.shape, generator=own, device="cpu").to(noise.dtype).to(noise.device)
         scaling = model_wrap.inner_model.model_sampling
         x = scaling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
         steps = len(sigmas) - 1
@@ -134,12 +142,43 @@ class KSAMPLER(Sampler):
         return scaling.inverse_noise_scaling(sigmas[-1], samples)
 
 
+def _range_of(sigmas):
+    """The ``(sigma_min, sigma_max)`` that DPM-Solver's samplers run between for a schedule:
+    its first sigma down to its last, or its last but one when the last is 0."""
+    low = sigmas[-1] if sigmas[-1] > 0 else sigmas[-2]
+    return low, sigmas[0]
+
+
 def ksampler(sampler_name, extra_options={}, inpaint_options={}):
-    """The KSAMPLER of ``comfy.k_diffusion.sampling.sample_<sampler_name>``."""
-    return KSAMPLER(getattr(k_diffusion_sampling, "sample_" + sampler_name), extra_options, inpaint_options)
+    """The KSAMPLER of ``comfy.k_diffusion.sampling.sample_<sampler_name>``. dpm_fast and
+    dpm_adaptive, which take a sigma range instead of ``sigmas``, get a function of ``sigmas``
+    that runs them over :func:`_range_of` (dpm_fast with one model step per interval)."""
+    if sampler_name == "dpm_fast":
+        def dpm_fast_function(model, noise, sigmas, extra_args, callback, disable):
+            if len(sigmas) < 2:
+                return noise
+            low, high = _range_of(sigmas)
+            return k_diffusion_sampling.sample_dpm_fast(model, noise, low, high, len(sigmas) - 1,
+                                                        extra_args=extra_args, callback=callback, disable=disable)
+        function = dpm_fast_function
+    elif sampler_name == "dpm_adaptive":
+        def dpm_adaptive_function(model, noise, sigmas, extra_args, callback, disable, **extra_options):
+            if len(sigmas) < 2:
+                return noise
+            low, high = _range_of(sigmas)
+            return k_diffusion_sampling.sample_dpm_adaptive(model, noise, low, high, extra_args=extra_args,
+                                                            callback=callback, disable=disable, **extra_options)
+        function = dpm_adaptive_function
+    else:
+        function = getattr(k_diffusion_sampling, "sample_" + sampler_name)
+    return KSAMPLER(function, extra_options, inpaint_options)
 
 
 def sampler_object(name):
+    """The SAMPLER a KSampler runs for the name ``name``: ddim is Euler whose inpainting draws
+    noise of its own (ComfyUI's UniPC names are not offered by the stand-in)."""
+    if name == "ddim":
+        return ksampler("euler", inpaint_options={"random": True})
     return ksampler(name)
 
 
