@@ -98,9 +98,13 @@ OWN_KEYWORD_CHOICES: Dict[str, Tuple[str, ...]] = {"solver_type": ("midpoint", "
 def check_own_keywords(own: Dict[str, Any], values: Dict[str, Any]) -> None:
     """Check a wrapped sampler's own keywords: the known ones by :data:`OWN_KEYWORD_RANGES` /
     :data:`OWN_KEYWORD_CHOICES`, the others by the type of their default (a float default takes
-    a finite number, an int an int, a bool True or False, a str a str)."""
+    a finite number, an int an int, a bool True or False, a str a str). The function's own
+    default always passes (ComfyUI's ``exp_heun_2_x0`` defaults ``solver_type`` to ``"phi_2"``,
+    which k-diffusion's samplers do not know)."""
     for name, value in values.items():
         default = own.get(name, inspect.Parameter.empty)
+        if type(value) is type(default) and value == default:
+            continue
         if name in OWN_KEYWORD_CHOICES:
             check_choice(name, value, OWN_KEYWORD_CHOICES[name])
         elif name in OWN_KEYWORD_RANGES:
@@ -372,7 +376,8 @@ def sample_segments(
             return Stepped(denoised, sigmas[s.i], denoised)
         reported = []
         if "callback" in spec.parameters:
-            call["callback"] = reported.append
+            # some samplers (DPM-Solver, UniPC) report neither sigma_hat nor denoised
+            call["callback"] = lambda info: reported.append(info) if {"sigma_hat", "denoised"} <= set(info) else None
         # k-diffusion's float32 sigmas promote a half latent: keep the caller's dtype
         with churn_noise(spec.fn, gamma, opts.generator) if churn else contextlib.nullcontext():
             stepped = spec.fn(model, s.x_m, sigmas[s.i:s.i + 2], **call, **step_kwargs).to(s.x_m.dtype)

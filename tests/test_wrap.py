@@ -154,6 +154,27 @@ def test_callback_i_counts_over_the_run_and_rewind(model):
     assert torch.equal(seen[3]["sigma"], sigmas[3])
 
 
+def test_a_sampler_reporting_other_keys_and_defaulting_to_unknown_names_runs(model):
+    # as ComfyUI's UniPC and DPM-Solver report, and its exp_heun_2_x0 defaults solver_type
+    def sample_terse(model, x, sigmas, extra_args=None, callback=None, disable=None, solver_type="phi_2"):
+        x = KS.sample_euler(model, x, sigmas, extra_args=extra_args, disable=True)
+        if callback is not None:
+            callback({"x": x, "i": 0, "sigma": sigmas[0]})
+        return x
+
+    x0, sigmas, _ = setup(model)
+    seen = []
+    out = make_itermix_sampler(sample_terse)(model, x0, sigmas, callback=seen.append,
+                                             generator=torch.Generator().manual_seed(0), disable=True)
+    euler = make_itermix_sampler(KS.sample_euler)(model, x0, sigmas, generator=torch.Generator().manual_seed(0),
+                                                  disable=True)
+    assert torch.equal(out, euler)
+    # only the skipped first step (c1 = 0) is reported: the sampler's own reports lack what the dict needs
+    assert [d["i"] for d in seen] == [0] and torch.equal(seen[0]["denoised"], x0)
+    with pytest.raises(ValueError, match="solver_type must be one of midpoint, heun"):
+        make_itermix_sampler(sample_terse)(model, x0, sigmas, solver_type="phi_1")
+
+
 def test_a1111_style_call(model):
     # A1111: f(model, x, extra_args=..., disable=False, callback=..., **{sigmas, eta if declared})
     x0, sigmas, _ = setup(model)

@@ -25,7 +25,6 @@ noised with ``noise_scaling(sigmas[0], noise, latent_image)`` and ``extra_args``
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from typing import Any, Callable, Dict, Optional
 
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 
 from .. import (PRESETS, SAMPLERS, make_itermix_sampler, noised_latents, sample_itermix_dpmpp_2m,
                 sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm)
-from ..wrap import BROWNIAN_SAMPLERS, check_own_keywords, sampler_keywords
+from ..wrap import BROWNIAN_SAMPLERS
 from .model import ComfyDenoiser, sampling_of
 
 logger = logging.getLogger(__name__)
@@ -82,49 +81,17 @@ def brownian_keywords(function_name: str, x: torch.Tensor, sigmas: torch.Tensor,
         x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)}
 
 
-def steppable(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """ComfyUI's sampler function as ``make_itermix_sampler`` runs it one step at a time, through
-    a thin shim that keeps its name (the wrapper recognises samplers by name) and its module (for
-    churn noise) but:
-
-    - leaves out of the signature the keywords whose ComfyUI default the core's checks refuse
-      (``exp_heun_2_x0``'s and ``seeds_2``'s ``solver_type`` ``"phi_2"``/``"phi_1"``, where the
-      core knows k-diffusion's ``"midpoint"``/``"heun"``): they keep their defaults;
-    - passes on only the callback reports that carry ``sigma_hat`` and ``denoised``, which the
-      wrapper reads (``dpm_fast``, ``dpm_adaptive`` and UniPC report other keys)."""
-    signature = inspect.signature(function)
-    own = sampler_keywords(function)
-    hidden = set()
-    for name, default in own.items():
-        try:
-            check_own_keywords(own, {name: default})
-        except (TypeError, ValueError):
-            hidden.add(name)
-
-    def shim(*args: Any, **kwargs: Any) -> torch.Tensor:
-        callback = kwargs.get("callback")
-        if callback is not None:
-            kwargs["callback"] = lambda info: callback(info) if "sigma_hat" in info and "denoised" in info else None
-        return function(*args, **kwargs)
-
-    shim.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values()
-                                                       if p.name not in hidden])
-    shim.__name__ = shim.__qualname__ = function.__name__
-    shim.__wrapped__ = function
-    return shim
-
-
 def comfy_function(name: str) -> Callable[..., torch.Tensor]:
     """ComfyUI's sampler function for the sampler name ``name`` of ``KSampler.SAMPLERS``, as
     ``comfy.samplers.sampler_object`` builds it (``ddim`` is its Euler; ``dpm_fast`` and
-    ``dpm_adaptive`` take their range from ``sigmas``; ``uni_pc`` is ComfyUI's UniPC), made
-    :func:`steppable`."""
+    ``dpm_adaptive`` take their range from ``sigmas``; ``uni_pc`` is ComfyUI's UniPC), which
+    ``make_itermix_sampler`` runs one step at a time."""
     import comfy.samplers
 
     if name not in comfy.samplers.KSampler.SAMPLERS:
         raise ValueError(f"sampler_name must be one of ComfyUI's samplers "
                          f"({', '.join(comfy.samplers.KSampler.SAMPLERS)}); got {name!r}")
-    return steppable(comfy.samplers.sampler_object(name).sampler_function)
+    return comfy.samplers.sampler_object(name).sampler_function
 
 
 @functools.lru_cache(maxsize=None)
