@@ -31,8 +31,9 @@ from typing import Any, Callable, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import (PRESETS, SAMPLERS, make_itermix_sampler, noised_latents, sample_itermix_dpmpp_2m,
+from .. import (SAMPLERS, make_itermix_sampler, noised_latents, sample_itermix_dpmpp_2m,
                 sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm)
+from ..options import apply_preset
 from ..wrap import BROWNIAN_SAMPLERS
 from .model import ComfyDenoiser, sampling_of
 
@@ -197,15 +198,11 @@ def mask_function(model: Any, sigmas: torch.Tensor, model_options: Dict[str, Any
 
 
 def resolve_options(preset: str, options: Dict[str, Any]) -> Dict[str, Any]:
-    """``PRESETS[preset]`` under the node's options; ``"preset"`` as a value of ``mix`` or
-    ``noise`` keeps the preset's (the demofusion preset also sets blending_schedule and alpha_1)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
-    out = {k: v for k, v in options.items() if v != "preset"}
-    for name in ("blending_schedule", "alpha_1"):
-        if name in PRESETS[preset]:
-            out.pop(name, None)
-    return {**PRESETS[preset], **out}
+    """The node's options under ``preset`` (:func:`itermix_kdiff.options.apply_preset`): a node
+    sends every input, so the preset wins, except for the inputs that offer a ``"preset"``
+    choice (``mix``, ``noise``): another value there was chosen over the preset."""
+    given = {name: value for name, value in options.items() if value != "preset"}
+    return apply_preset(preset, given, chosen=("mix", "noise"))
 
 
 @torch.no_grad()
