@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .demofusion import DemoFusionDenoiser
+from .statistics import match_statistics
 
 PathLike = Union[str, Path]
 
@@ -428,8 +429,9 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
     (``(1, 1, h, w)`` in [0, 1]) are resized to each stage. With ``demofusion`` the itermix
     pass denoises through :class:`itermix_kdiff.demofusion.DemoFusionDenoiser` (windows of the
     base size at half-window stride, dilation factor = the stage's total scale: full
-    DemoFusion). ``progress(label)`` is called before each pass, ``on_stage(k, stage)`` after
-    each stage. ``conditioning(size)``: the ``extra_args`` of a stage of ``size = (H, W)``
+    DemoFusion, so the itermix result is brought back to ``base``'s mean and std per image, as
+    DemoFusion does after each phase). ``progress(label)`` is called before each pass,
+    ``on_stage(k, stage)`` after each stage. ``conditioning(size)``: the ``extra_args`` of a stage of ``size = (H, W)``
     (SDXL conditions on the picture's size); None: ``extra_args`` in every stage. Returns
     ``{"stages": [{"size",
     "upscaled", "itermix", "cleanup", "hires", "seconds": {...}}, ...], "seeds":
@@ -472,6 +474,10 @@ def run_upscale(model: LoadedModel, base: torch.Tensor, *, sampler: Callable[...
         say(f"stage {k} {size[1]}x{size[0]}: itermix")
         t = time.perf_counter()
         mixed = sampler(denoiser, up, sigmas, extra_args=extra_args, disable=disable, **kwargs, **opts)
+        if demofusion:
+            # Averaging windows and branches lowers the contrast; DemoFusion restores the base's
+            # mean and std after every phase, else each stage starts greyer than the last.
+            mixed = match_statistics(mixed, base)
         seconds["itermix"] = time.perf_counter() - t
         say(f"stage {k} {size[1]}x{size[0]}: cleanup")
         t = time.perf_counter()

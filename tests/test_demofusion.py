@@ -458,3 +458,25 @@ def test_denoisers_pass_namedtuple_conditioning_through(make):
     out = make(model)(x, torch.ones(1), uncond=[[Scheduled(4, torch.zeros(3, 8))]], cond=multicond)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert seen and all(kind is Scheduled and cond is multicond for kind, cond in seen)
+
+
+# ---------------------------------------------------------------- the CLI's pipeline
+
+def test_pipeline_demofusion_stage_keeps_the_base_mean_and_std():
+    # The averaged windows and branches lose contrast; as DemoFusion does after every phase,
+    # the stage is brought back to the base's statistics, so a chain of stages stays in colour.
+    from itermix_kdiff import pipeline
+    from itermix_kdiff.demo import shapes
+    from itermix_kdiff.options import PRESETS
+    from itermix_kdiff.wrap import SAMPLERS
+
+    model = pipeline.load_model()
+    base, labels = shapes.render([0], 32, seed=9_100_003)
+    run = pipeline.run_upscale(model, base, sampler=SAMPLERS["euler"], steps=3, scale=2, seed=0,
+                               extra_args=pipeline.guidance_args(model, labels, 1.0), cleanup_denoise=0.0,
+                               hires_denoise=0.0, options=dict(PRESETS["demofusion"]), demofusion=True,
+                               disable=True)
+    mixed = run["stages"][0]["itermix"]
+    assert mixed.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(mixed.mean((1, 2, 3)), base.mean((1, 2, 3)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mixed.std((1, 2, 3)), base.std((1, 2, 3)), rtol=1e-4, atol=1e-4)
