@@ -184,15 +184,19 @@ def discrete_wrapper(model: Any) -> Optional[Any]:
     return None
 
 
-def timestep_progress(model: Any, sigmas: torch.Tensor) -> Optional[torch.Tensor]:
-    """DemoFusion's progress ``p = (T - t) / T`` for each step's sigma ``sigmas[:-1]`` (B2), where
-    ``model`` has a :func:`discrete_wrapper` with a table of T sigmas; else None."""
-    wrapper = discrete_wrapper(model)
-    if wrapper is None:
-        return None
+def progress_at(wrapper: Any, sigma: torch.Tensor) -> torch.Tensor:
+    """DemoFusion's progress ``p = (T - t) / T`` at each value of ``sigma`` (B2), with
+    ``t = wrapper.sigma_to_t(sigma)`` and T the length of the :func:`discrete_wrapper`'s table."""
     T = len(wrapper.sigmas)
-    t = wrapper.sigma_to_t(sigmas[:-1].to(wrapper.sigmas.device, wrapper.sigmas.dtype))
+    t = wrapper.sigma_to_t(sigma.to(wrapper.sigmas.device, wrapper.sigmas.dtype))
     return ((T - t) / T).float().cpu()
+
+
+def timestep_progress(model: Any, sigmas: torch.Tensor) -> Optional[torch.Tensor]:
+    """:func:`progress_at` each step's sigma ``sigmas[:-1]``, where ``model`` has a
+    :func:`discrete_wrapper`; else None."""
+    wrapper = discrete_wrapper(model)
+    return None if wrapper is None else progress_at(wrapper, sigmas[:-1])
 
 
 def sampler_weights(model: Any, sigmas: torch.Tensor, opts: "ItermixOptions") -> torch.Tensor:

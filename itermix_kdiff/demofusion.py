@@ -23,13 +23,20 @@ from torch import nn
 from ._checks import check_int, check_number
 from .options import DEMOFUSION
 from ._loop import progress_bar
-from .blending_schedules import cosine_factor, discrete_wrapper, timestep_progress
+from .blending_schedules import cosine_factor, discrete_wrapper, progress_at
 from .sampling import sample_itermix_euler
 from .statistics import match_statistics
 
 IntPair = Union[int, Tuple[int, int]]
 
 WINDOW_WEIGHTS = ("uniform", "gaussian")
+
+#: DemoFusion's defaults, shared by every entry point below: the cosine scales of its
+#: pipeline, the blur std of its demos (its signature says 1.0), and windows per model call.
+COSINE_SCALE_2 = 1.0
+COSINE_SCALE_3 = 1.0
+BLUR_SIGMA = 0.8
+VIEW_BATCH_SIZE = 16
 
 
 # Validation
@@ -208,7 +215,7 @@ def window_weight_sum(views: Sequence[Tuple[int, int, int, int]], padded_size: T
 
 
 def tiled_denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, *, window: IntPair,
-                  stride: IntPair, view_batch_size: int = 16, jitter: bool = True,
+                  stride: IntPair, view_batch_size: int = VIEW_BATCH_SIZE, jitter: bool = True,
                   weights: str = "uniform", generator: Optional[torch.Generator] = None,
                   extra_args: Optional[dict] = None) -> torch.Tensor:
     """MultiDiffusion-style local denoising (DemoFusion's "local" branch).
@@ -252,7 +259,7 @@ class TiledDenoiser(nn.Module):
     the same results.
     """
 
-    def __init__(self, model: Callable, window: IntPair, stride: IntPair, view_batch_size: int = 16,
+    def __init__(self, model: Callable, window: IntPair, stride: IntPair, view_batch_size: int = VIEW_BATCH_SIZE,
                  jitter: bool = True, weights: str = "uniform", *,
                  generator: Optional[torch.Generator] = None, seed: int = 0):
         super().__init__()
@@ -314,7 +321,7 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int, std: float) -> torch.Tensor
 
 
 def dilated_denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, *, factor: int,
-                    blur_sigma: float = 0.0, view_batch_size: int = 16,
+                    blur_sigma: float = 0.0, view_batch_size: int = VIEW_BATCH_SIZE,
                     extra_args: Optional[dict] = None) -> torch.Tensor:
     """DemoFusion's dilated sampling (its "global" branch).
 
@@ -354,7 +361,7 @@ class DilatedDenoiser(nn.Module):
     """A k-diffusion denoiser doing DemoFusion's dilated sampling with a fixed blur; see
     `dilated_denoise`. `blur_sigma = 0` turns the blur off."""
 
-    def __init__(self, model: Callable, factor: int, blur_sigma: float = 0.0, view_batch_size: int = 16):
+    def __init__(self, model: Callable, factor: int, blur_sigma: float = 0.0, view_batch_size: int = VIEW_BATCH_SIZE):
         super().__init__()
         _check_factor(factor)
         _check_view_batch_size(view_batch_size)
@@ -381,12 +388,12 @@ def sigma_progress(model: Any = None, sigmas: Optional[torch.Tensor] = None) -> 
     sampling schedule, n = len(sigmas) − 1) nearest to sigma. Reads the first batch row's sigma
     (k-diffusion's samplers give every row the same).
     """
-    def as_schedule(sigma: torch.Tensor) -> torch.Tensor:
-        first = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)[:1].cpu()
-        return torch.cat([first, first.new_zeros(1)])
+    def first(sigma: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)[:1].cpu()
 
-    if discrete_wrapper(model) is not None:
-        return lambda sigma: float(timestep_progress(model, as_schedule(sigma))[0])
+    wrapper = discrete_wrapper(model)
+    if wrapper is not None:
+        return lambda sigma: float(progress_at(wrapper, first(sigma))[0])
     if sigmas is None:
         raise ValueError("the progress through sampling is unknown: give sigmas (the sampling schedule) "
                          "or progress_fn, or a model wrapping a k-diffusion discrete-schedule wrapper")
@@ -394,13 +401,13 @@ def sigma_progress(model: Any = None, sigmas: Optional[torch.Tensor] = None) -> 
     if sigmas.numel() < 2:
         raise ValueError(f"sigmas must hold at least 2 values, got {sigmas.numel()}")
     n = sigmas.numel() - 1
-    return lambda sigma: int((sigmas[:-1] - as_schedule(sigma)[0]).abs().argmin()) / n
+    return lambda sigma: int((sigmas[:-1] - first(sigma)).abs().argmin()) / n
 
 
 def demofusion_denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, *, p: float,
-                       window: IntPair, stride: IntPair, factor: int, cosine_scale_2: float = 1.0,
-                       cosine_scale_3: float = 1.0, blur_sigma: float = 0.8, view_batch_size: int = 16,
-                       jitter: bool = True, weights: str = "uniform",
+                       window: IntPair, stride: IntPair, factor: int, cosine_scale_2: float = COSINE_SCALE_2,
+                       cosine_scale_3: float = COSINE_SCALE_3, blur_sigma: float = BLUR_SIGMA,
+                       view_batch_size: int = VIEW_BATCH_SIZE, jitter: bool = True, weights: str = "uniform",
                        generator: Optional[torch.Generator] = None,
                        extra_args: Optional[dict] = None) -> torch.Tensor:
     """One DemoFusion denoiser call at progress p: `local · (1 − c2) + global · c2`.
@@ -433,8 +440,9 @@ class DemoFusionDenoiser(nn.Module):
     """
 
     def __init__(self, model: Callable, window: IntPair, stride: IntPair, factor: int,
-                 cosine_scale_2: float = 1.0, cosine_scale_3: float = 1.0, blur_sigma: float = 0.8,
-                 view_batch_size: int = 16, jitter: bool = True, weights: str = "uniform", *,
+                 cosine_scale_2: float = COSINE_SCALE_2, cosine_scale_3: float = COSINE_SCALE_3,
+                 blur_sigma: float = BLUR_SIGMA, view_batch_size: int = VIEW_BATCH_SIZE, jitter: bool = True,
+                 weights: str = "uniform", *,
                  sigmas: Optional[torch.Tensor] = None,
                  progress_fn: Optional[Callable[[torch.Tensor], float]] = None,
                  generator: Optional[torch.Generator] = None, seed: int = 0):
@@ -469,9 +477,10 @@ class DemoFusionDenoiser(nn.Module):
 
 def demofusion_upscale(model: Callable, x0: torch.Tensor, sigmas: torch.Tensor, scale: int, *,
                        extra_args: Optional[dict] = None, window: Optional[IntPair] = None,
-                       stride: Optional[IntPair] = None, cosine_scale_1: float = 3.0,
-                       cosine_scale_2: float = 1.0, cosine_scale_3: float = 1.0, blur_sigma: float = 0.8,
-                       view_batch_size: int = 16, low_memory: bool = False, jitter: bool = True,
+                       stride: Optional[IntPair] = None, cosine_scale_1: float = DEMOFUSION["alpha_1"],
+                       cosine_scale_2: float = COSINE_SCALE_2, cosine_scale_3: float = COSINE_SCALE_3,
+                       blur_sigma: float = BLUR_SIGMA, view_batch_size: int = VIEW_BATCH_SIZE,
+                       low_memory: bool = False, jitter: bool = True,
                        weights: str = "uniform", generator: Optional[torch.Generator] = None,
                        callback: Optional[Callable[[dict], Any]] = None, disable: Optional[bool] = None,
                        return_phases: bool = False) -> Union[torch.Tensor, List[torch.Tensor]]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from .. import DemoFusionDenoiser
+from ..demofusion import BLUR_SIGMA, COSINE_SCALE_2, COSINE_SCALE_3
 from .model import timestep_progress_fn
 
 WRAPPER_KEY = "itermix_demofusion"
@@ -74,9 +75,9 @@ def demofusion_wrapper(tile: int, cosine_scale_2: float, cosine_scale_3: float, 
     return wrapper
 
 
-def demofusion_model(model: Any, tile: int = 512, cosine_scale_2: float = 1.0, cosine_scale_3: float = 1.0,
-                     blur_sigma: float = 0.8, view_batch_size: int = 4, jitter: bool = True,
-                     weights: str = "uniform") -> Any:
+def demofusion_model(model: Any, tile: int = 512, cosine_scale_2: float = COSINE_SCALE_2,
+                     cosine_scale_3: float = COSINE_SCALE_3, blur_sigma: float = BLUR_SIGMA, view_batch_size: int = 4,
+                     jitter: bool = True, weights: str = "uniform") -> Any:
     """A clone of the MODEL ``model`` whose denoiser calls run DemoFusion (see the module
     docstring); ``tile`` is the model's native size in pixels (512 for SD 1.x, 1024 for SDXL).
     The arguments are checked now, by building one denoiser."""
