@@ -766,6 +766,36 @@ def write_outputs(args: argparse.Namespace, inputs: Inputs, base: Any, stages: L
                          for label, images in columns}
 
 
+def base_conditioning(args: argparse.Namespace, inputs: Inputs,
+                      conditioning: Optional[Callable[[Any], Dict[str, Any]]]) -> Dict[str, Any]:
+    """The base pass's ``extra_args``: the class guidance of a k-diffusion model, or the prompt
+    at the base's size (the input's, or ``--width``/``--height``) for an SD model."""
+    from . import pipeline
+
+    model = inputs.model
+    if conditioning is None:
+        return pipeline.guidance_args(model, inputs.labels, args.cfg_scale)
+    if inputs.base is not None:
+        return conditioning([side // model.sd.vae_scale for side in inputs.base.shape[-2:]])
+    return conditioning(model.sd.latent_shape(args.width, args.height)[-2:])
+
+
+def save_stage(args: argparse.Namespace, model: Any, k: int, stage: Dict[str, Any],
+               record: Dict[str, Any]) -> Dict[str, Any]:
+    """Save stage ``k``'s four batches as images and record the stage in run.json; returns the
+    stage as images (``size`` and one batch per kind)."""
+    images = {kind: to_pixels(args, model, stage[kind]) for kind in ("upscaled", "itermix", "cleanup", "hires")}
+    size = tuple(images["cleanup"].shape[-2:])
+    for kind, batch in images.items():
+        save_batch(args.out, f"stage{k}_{size[1]}_{kind}", batch, record["files"])
+    entry = {"name": f"stage{k}", "size": list(size), "seconds": stage["seconds"]}
+    if model.sd is not None:
+        entry["latent_size"] = list(stage["size"])
+    record["stages"].append(entry)
+    write_record(args.out, record)
+    return {"size": size, **images}
+
+
 def record_stop(out: Path, record: Dict[str, Any], error: BaseException) -> None:
     """Record in run.json that the run stopped on ``error``: ``interrupted`` for Ctrl-C, else ``failed``."""
     record["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
@@ -801,26 +831,12 @@ def run(args: argparse.Namespace, resolved: Resolved, inputs: Inputs, sigmas: An
         record["stopped_at"] = label
 
     def stage_done(k: int, stage: Dict[str, Any]) -> None:
-        images = {kind: to_pixels(args, model, stage[kind]) for kind in ("upscaled", "itermix", "cleanup", "hires")}
-        size = tuple(images["cleanup"].shape[-2:])
-        for kind, batch in images.items():
-            save_batch(out, f"stage{k}_{size[1]}_{kind}", batch, record["files"])
-        decoded.append({"size": size, **images})
-        entry = {"name": f"stage{k}", "size": list(size), "seconds": stage["seconds"]}
-        if model.sd is not None:
-            entry["latent_size"] = list(stage["size"])
-        record["stages"].append(entry)
-        write_record(out, record)
+        decoded.append(save_stage(args, model, k, stage, record))
 
     try:
         record["stopped_at"] = "base"
         t = time.perf_counter()
-        if conditioning is None:
-            base_extra = pipeline.guidance_args(model, inputs.labels, args.cfg_scale)
-        elif inputs.base is not None:
-            base_extra = conditioning([side // model.sd.vae_scale for side in inputs.base.shape[-2:]])
-        else:
-            base_extra = conditioning(model.sd.latent_shape(args.width, args.height)[-2:])
+        base_extra = base_conditioning(args, inputs, conditioning)
         base = generate_source(args, inputs, sigmas, base_extra, seeds["base"], disable)
         base_pixels = inputs.base if inputs.base is not None else to_pixels(args, model, base)
         record["timings"]["base"] = time.perf_counter() - t
