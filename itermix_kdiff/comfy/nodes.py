@@ -17,11 +17,13 @@ import torch
 
 from .. import (BLENDING_FUNCTIONS, BLENDING_SCHEDULES, PRESETS, SAMPLERS, ItermixOptions, batch_unsample,
                 blending_schedule, get_sigmas, get_sigmas_advanced, itermix_ksampler, make_options, mixing_masks)
+from .._checks import check_choice
+from ..demofusion import WINDOW_WEIGHTS
 from ..perlin import PERLIN_MODES
 from .demofusion import demofusion_model
 from .model import ComfyDenoiser, ScheduleView, patcher_sampling
 from .sampler import (PERLIN_OPTIONS, RNG_MODES, SAMPLER_NAMES, brownian_keywords, comfy_function,
-                      resolve_options, sample_comfy, sampler_function)
+                      resolve_options, sample_comfy)
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +154,8 @@ class IterativeMixingSampler:
                     mixing_masks=None, preset="reference", mix="preset", noise="preset", lazy=False, rng="seed"):
         import comfy.samplers
 
-        if rng not in RNG_MODES:
-            raise ValueError(f"rng must be one of {', '.join(RNG_MODES)}; got {rng!r}")
-        sampler_function(sampler)
+        check_choice("rng", rng, RNG_MODES)
+        check_choice("sampler", sampler, SAMPLER_NAMES)
         options = dict(alpha_1=alpha_1, blending_schedule=blending_schedule, blending_function=blending_function,
                        normalize_on_mean=normalize_on_mean, start_blending_at_pct=start_blending_at_pct,
                        stop_blending_at_pct=stop_blending_at_pct, clamp_blending_at_pct=clamp_blending_at_pct,
@@ -448,9 +449,7 @@ class IterativeMixingKSampler:
             return ({**latent_image},)
         batch = unsample_latent(model, sigmas, latent_image, normalize_on_mean,
                                 generator=torch.Generator().manual_seed(int(seed)))
-        options = dict(alpha_1=alpha_1, blending_schedule=blending_schedule, blending_function=blending_function,
-                       stop_blending_at_pct=DEFAULTS["stop_blending_at_pct"],
-                       clamp_blending_at_pct=DEFAULTS["clamp_blending_at_pct"])
+        options = dict(alpha_1=alpha_1, blending_schedule=blending_schedule, blending_function=blending_function)
         mixed = mix_batch(model, positive, negative, batch, seed, cfg, function, sigmas, True, options)["mixed"]
         out = {k: v for k, v in latent_image.items() if k != "batch_index"}
         return ({**out, "samples": mixed[-latent_image["samples"].shape[0]:]},)
@@ -509,7 +508,7 @@ class IterMixDemoFusionModel:
                                      "step": 0.05}),
             "view_batch_size": ("INT", {"default": DEMOFUSION_DEFAULTS["view_batch_size"], "min": 1, "max": 64}),
             "jitter": ("BOOLEAN", {"default": DEMOFUSION_DEFAULTS["jitter"]}),
-            "weights": (["uniform", "gaussian"], {"default": DEMOFUSION_DEFAULTS["weights"]}),
+            "weights": (list(WINDOW_WEIGHTS), {"default": DEMOFUSION_DEFAULTS["weights"]}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -563,9 +562,8 @@ class IterMixUpscale:
         import comfy.utils
         import latent_preview
 
-        if upscale_method not in UPSCALE_METHODS:
-            raise ValueError(f"upscale_method must be one of {', '.join(UPSCALE_METHODS)}; got {upscale_method!r}")
-        sampler_function(sampler)
+        check_choice("upscale_method", upscale_method, UPSCALE_METHODS)
+        check_choice("sampler", sampler, SAMPLER_NAMES)
         options = dict(sampler=sampler, preset=preset, alpha_1=alpha_1, blending_schedule=blending_schedule,
                        blending_function=blending_function)
         make_options(**resolve_options(preset, {k: v for k, v in options.items() if k not in ("sampler", "preset")}))

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .. import (SAMPLERS, make_itermix_sampler, noised_latents, sample_itermix_dpmpp_2m,
                 sample_itermix_euler, sample_itermix_euler_perlin, sample_itermix_lcm)
+from .._checks import check_choice
 from ..options import apply_preset
 from ..wrap import BROWNIAN_SAMPLERS
 from .model import ComfyDenoiser, sampling_of
@@ -108,8 +109,7 @@ def sampler_function(name: str) -> Callable[..., torch.Tensor]:
     (:func:`comfy_itermix_sampler`). Not the registry's wrapped entry, which wraps
     k-diffusion's own function: ComfyUI ships no ``k_diffusion`` package, and k-diffusion's
     samplers do not know flow models."""
-    if name not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}; got {name!r}")
+    check_choice("sampler", name, SAMPLER_NAMES)
     if SAMPLERS[name] in NATIVE_SAMPLERS:
         return SAMPLERS[name]
     return comfy_itermix_sampler(name)
@@ -216,8 +216,7 @@ def sample_comfy(model: Any, x: torch.Tensor, sigmas: torch.Tensor, extra_args: 
     ..., Perlin settings for ``euler_perlin`` only), on top of ``PRESETS[preset]``. The Perlin
     seed is ``extra_args["seed"]``, as in the reference pack. Rewind needs a model that noises as
     ``x0 + eps sigma`` (not a flow model)."""
-    if rng not in RNG_MODES:
-        raise ValueError(f"rng must be one of {', '.join(RNG_MODES)}; got {rng!r}")
+    check_choice("rng", rng, RNG_MODES)
     function = sampler_function(sampler)
     extra_args = dict(extra_args or {})
     x0 = getattr(model, "latent_image", None)
