@@ -117,32 +117,12 @@ EXAMPLE_METHODS = ("true render", "bicubic", "direct", "img2img 0.5", "itermix",
 
 # ---------------------------------------------------------------- metrics
 
-def downsample_to(images: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``images`` resized to ``size = (height, width)`` with antialiasing: for a square size
-    ``metrics.downsample`` itself; otherwise a box average where both sides shrink by the
-    same whole factor, else antialiased bilinear (what ``metrics.downsample`` does, per side)."""
-    import torch.nn.functional as F
-
-    from itermix_kdiff.demo import metrics
-
-    h, w = size
-    if h == w:
-        return metrics.downsample(images, h)
-    ih, iw = images.shape[-2:]
-    if (ih, iw) == (h, w):
-        return images.clone()
-    if ih % h == 0 and iw % w == 0 and ih // h == iw // w:
-        return F.avg_pool2d(images.float(), ih // h).to(images.dtype)
-    return F.interpolate(images.float(), size=(h, w), mode="bilinear", align_corners=False,
-                         antialias=True).to(images.dtype)
-
-
 def lr_psnr(output: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """Consistency: ``PSNR(downsample(output, base size), base)`` per image, in dB (range 2);
-    the base may be a rectangle (:func:`downsample_to`)."""
+    the base may be a rectangle."""
     from itermix_kdiff.demo import metrics
 
-    return metrics.psnr(downsample_to(output, tuple(base.shape[-2:])), base)
+    return metrics.psnr(metrics.downsample(output, tuple(base.shape[-2:])), base)
 
 
 def sharpness_error(output: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

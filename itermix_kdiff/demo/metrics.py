@@ -24,7 +24,7 @@ Definitions (used everywhere in the package, the tests and the benchmarks):
 """
 
 import math
-from typing import Dict
+from typing import Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -74,15 +74,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Ten
     return 10 * torch.log10(data_range ** 2 / mse.clamp(min=1e-12))
 
 
-def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Anti-aliased resize to ``size x size``: box average for integer factors, else antialiased bilinear."""
+def downsample(images: torch.Tensor, size: Union[int, Tuple[int, int]]) -> torch.Tensor:
+    """Anti-aliased resize to ``size x size`` (or ``size = (height, width)``): box average where
+    both sides shrink by the same whole factor, else antialiased bilinear."""
     _check_images(images)
+    out_h, out_w = (size, size) if isinstance(size, int) else size
     h, w = images.shape[-2:]
-    if h == size and w == size:
+    if (h, w) == (out_h, out_w):
         return images.clone()
-    if h % size == 0 and w % size == 0 and h // size == w // size:
-        return F.avg_pool2d(images.float(), h // size).to(images.dtype)
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
+    if h % out_h == 0 and w % out_w == 0 and h // out_h == w // out_w:
+        return F.avg_pool2d(images.float(), h // out_h).to(images.dtype)
+    out = F.interpolate(images.float(), size=(out_h, out_w), mode="bilinear", align_corners=False,
                         antialias=True)
     return out.to(images.dtype)
 
